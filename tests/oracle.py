@@ -1,0 +1,109 @@
+"""Runs torch and tflstm on the same weights and inputs, and compares them.
+
+torch is the oracle: every expected number in the tests comes from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+import torch
+
+# Maximum absolute error against torch run in the same precision.
+ATOL = {"float64": 1e-10, "float32": 1e-5}
+# On long sequences and large layers, tflstm's float32 error against a float64
+# torch run may be at most this multiple of torch's own float32 error.
+FLOAT32_ERROR_RATIO = 2.0
+
+TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def copy_torch_weights(module: torch.nn.Module, layer) -> None:
+    """Assigns every torch parameter to the tflstm variable of the same name.
+
+    The two must hold the same names with the same shapes; a test of its own
+    pins that, so this never hides a missing or extra weight.
+    """
+    params = dict(module.named_parameters())
+    ours = {v.name: v for v in layer.weights if v.trainable}
+    if params.keys() != ours.keys():
+        raise AssertionError(f"torch {sorted(params)} != tflstm {sorted(ours)}")
+    for name, param in params.items():
+        ours[name].assign(param.detach().cpu().numpy().astype(ours[name].dtype))
+
+
+def _cotangents(shapes: Sequence[tuple[int, ...]], dtype: str, seed: int):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s).astype(dtype) for s in shapes]
+
+
+def run_torch(module, x, hx=None, *, dtype="float64", seed=1, **call_kwargs):
+    """Output tensors and gradients of a fixed random linear loss, in numpy."""
+    module = module.to(TORCH_DTYPES[dtype])
+    xt = torch.tensor(x, dtype=TORCH_DTYPES[dtype], requires_grad=True)
+    inputs = {"input": xt}
+    hxt = None
+    if hx is not None:
+        hxt = tuple(
+            torch.tensor(s, dtype=TORCH_DTYPES[dtype], requires_grad=True) for s in hx
+        )
+        inputs.update(h_0=hxt[0], c_0=hxt[1])
+    outs = _flatten(module(xt, hxt, **call_kwargs))
+    cots = _cotangents([tuple(o.shape) for o in outs], dtype, seed)
+    loss = sum((o * torch.from_numpy(g)).sum() for o, g in zip(outs, cots, strict=True))
+    names = list(inputs) + [n for n, _ in module.named_parameters()]
+    tensors = list(inputs.values()) + [p for _, p in module.named_parameters()]
+    grads = torch.autograd.grad(loss, tensors)
+    result = {f"out{i}": o.detach().numpy() for i, o in enumerate(outs)}
+    result.update({f"grad_{n}": g.numpy() for n, g in zip(names, grads, strict=True)})
+    return result
+
+
+def run_tflstm(layer, x, hx=None, *, dtype="float64", seed=1, **call_kwargs):
+    """The same as `run_torch`, for a tflstm layer."""
+    xt = tf.constant(x, dtype=dtype)
+    inputs = {"input": xt}
+    hxt = None
+    if hx is not None:
+        hxt = tuple(tf.constant(s, dtype=dtype) for s in hx)
+        inputs.update(h_0=hxt[0], c_0=hxt[1])
+    weights = {v.name: v for v in layer.trainable_weights}
+    with tf.GradientTape() as tape:
+        tape.watch(list(inputs.values()))
+        outs = _flatten(layer(xt, hxt, **call_kwargs))
+        cots = _cotangents([tuple(o.shape) for o in outs], dtype, seed)
+        loss = tf.add_n([tf.reduce_sum(o * g) for o, g in zip(outs, cots, strict=True)])
+    grads = tape.gradient(loss, list(inputs.values()) + list(weights.values()))
+    names = list(inputs) + list(weights)
+    result = {f"out{i}": o.numpy() for i, o in enumerate(outs)}
+    result.update({f"grad_{n}": g.numpy() for n, g in zip(names, grads, strict=True)})
+    return result
+
+
+def _flatten(structure):
+    if isinstance(structure, (tuple, list)):
+        return [t for s in structure for t in _flatten(s)]
+    return [structure]
+
+
+def max_errors(expected: dict, actual: dict) -> dict[str, float]:
+    """Max abs error per key; the key sets and shapes must be the same."""
+    if expected.keys() != actual.keys():
+        raise AssertionError(f"keys differ: {sorted(expected)} != {sorted(actual)}")
+    errors = {}
+    for key, want in expected.items():
+        got = actual[key]
+        if want.shape != got.shape:
+            raise AssertionError(f"{key}: shape {got.shape} != torch's {want.shape}")
+        errors[key] = float(np.max(np.abs(want.astype("float64") - got), initial=0.0))
+    return errors
+
+
+def assert_matches(expected: dict, actual: dict, atol: float) -> dict[str, float]:
+    errors = max_errors(expected, actual)
+    bad = {k: e for k, e in errors.items() if not e <= atol}
+    if bad:
+        raise AssertionError(f"max abs error above {atol}: {bad}")
+    return errors

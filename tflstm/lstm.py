@@ -1,0 +1,316 @@
+"""`tflstm.LSTM`: `torch.nn.LSTM` as a Keras 3 layer."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from tflstm import _errors
+from tflstm._ops import lstm_layer
+from tflstm._params import lstm_param_name, lstm_param_shapes
+
+_STATE_LEGEND_H = "(D*num_layers, N, H_out)"
+_STATE_LEGEND_C = "(D*num_layers, N, H_cell)"
+
+
+def pytorch_uniform(hidden_size: int, seed: keras.random.SeedGenerator):
+    """PyTorch's RNN initialiser: U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))."""
+    bound = 1.0 / math.sqrt(hidden_size)
+    return keras.initializers.RandomUniform(-bound, bound, seed=seed)
+
+
+@keras.saving.register_keras_serializable(package="tflstm")
+class LSTM(keras.layers.Layer):
+    r"""A multi-layer LSTM that computes exactly what `torch.nn.LSTM` computes.
+
+    For each element of the input sequence, each layer computes
+
+    .. math::
+        \begin{array}{ll}
+        i_t = \sigma(W_{ii} x_t + b_{ii} + W_{hi} h_{t-1} + b_{hi}) \\
+        f_t = \sigma(W_{if} x_t + b_{if} + W_{hf} h_{t-1} + b_{hf}) \\
+        g_t = \tanh(W_{ig} x_t + b_{ig} + W_{hg} h_{t-1} + b_{hg}) \\
+        o_t = \sigma(W_{io} x_t + b_{io} + W_{ho} h_{t-1} + b_{ho}) \\
+        c_t = f_t \odot c_{t-1} + i_t \odot g_t \\
+        h_t = o_t \odot \tanh(c_t)
+        \end{array}
+
+    where :math:`\sigma` is the sigmoid and :math:`\odot` the elementwise
+    product. With `proj_size > 0`, :math:`h_t = W_{hr}(o_t \odot \tanh(c_t))`,
+    so that :math:`h_t` has `proj_size` features. The input of layer `l > 0` is
+    the output :math:`h_t` of layer `l - 1`, multiplied in training by a
+    Bernoulli mask with keep probability `1 - dropout` and scaled by
+    `1 / (1 - dropout)`. Gates are stacked in the order (i, f, g, o), as in
+    PyTorch; both biases are kept as separate trainable weights.
+
+    Shapes (`D = 2` if `bidirectional` else 1, `H_out = proj_size` if
+    `proj_size > 0` else `hidden_size`, `H_cell = hidden_size`):
+
+    - `input`: `(L, N, H_in)`, `(N, L, H_in)` with `batch_first=True`, or
+      `(L, H_in)` unbatched.
+    - `h_0`, `h_n`: `(D*num_layers, N, H_out)`, or `(D*num_layers, H_out)`
+      unbatched. `batch_first` does not apply to the states.
+    - `c_0`, `c_n`: `(D*num_layers, N, H_cell)`, or `(D*num_layers, H_cell)`.
+    - `output`: `(L, N, D*H_out)` (`(N, L, D*H_out)` with `batch_first=True`,
+      `(L, D*H_out)` unbatched); the last axis holds the forward direction
+      then the backward one.
+
+    `h_n[layer * D + direction]` is the final state of that layer and
+    direction. For a bidirectional LSTM, `h_n` is not `output[-1]`: the
+    backward direction's final state is at `output[0]`, its second half.
+
+    Args:
+        input_size: The number of features `H_in` of the input. Must be a
+            positive integer.
+        hidden_size: The number of features `H_cell` of the cell state. Must be
+            a positive integer.
+        num_layers: The number of stacked LSTM layers. Defaults to `1`.
+        bias: Whether to use the biases `b_ih` and `b_hh`. Defaults to `True`.
+        batch_first: Whether `input` and `output` are `(N, L, H)` instead of
+            `(L, N, H)`. Defaults to `False`.
+        dropout: The dropout probability applied in training to the output of
+            every layer except the last. Defaults to `0.0`.
+        bidirectional: Whether each layer also runs backward in time. Defaults
+            to `False`.
+        proj_size: If `> 0`, the size `H_out` of the projection of `h_t`; must
+            be smaller than `hidden_size`. Defaults to `0` (no projection).
+        return_state: Keyword-only. Whether the call returns
+            `(output, (h_n, c_n))`, as torch does, or only `output`, which lets
+            the layer sit inside `keras.Sequential`. Defaults to `True`.
+        seed: Keyword-only. An integer seed for the initial weights and the
+            dropout masks.
+            Defaults to `None` (Keras's global seed, see
+            `keras.utils.set_random_seed`).
+        **kwargs: Base layer arguments such as `name` and `dtype`.
+
+    Call arguments:
+        input: The input sequence, shaped as above.
+        hx: `None` (zeros) or a tuple `(h_0, c_0)` of the initial states.
+        training: Whether dropout is applied. Keras sets it in `fit`.
+
+    Returns:
+        `(output, (h_n, c_n))`, shaped as above; only `output` with
+        `return_state=False`.
+
+    Attributes:
+        weight_ih_l{k}: `(4*hidden_size, H_in)` for `k = 0`, else
+            `(4*hidden_size, D*H_out)`; the rows are `W_ii|W_if|W_ig|W_io`.
+        weight_hh_l{k}: `(4*hidden_size, H_out)`.
+        bias_ih_l{k}, bias_hh_l{k}: `(4*hidden_size,)`, only with `bias=True`.
+        weight_hr_l{k}: `(proj_size, hidden_size)`, only with `proj_size > 0`.
+        The backward direction's weights end in `_reverse`. All are initialised
+        from `U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> lstm = LSTM(10, 20, num_layers=2, bidirectional=True, seed=0)
+    >>> x = np.random.rand(5, 3, 10).astype("float32")  # (L, N, H_in)
+    >>> output, (h_n, c_n) = lstm(x)
+    >>> tuple(output.shape), tuple(h_n.shape), tuple(c_n.shape)
+    ((5, 3, 40), (4, 3, 20), (4, 3, 20))
+    >>> lstm.weight_ih_l1_reverse.shape
+    (80, 40)
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        *,
+        return_state: bool = True,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        _errors.check_backend()
+        self.return_state = _errors.check_bool("return_state", return_state)
+        self.input_size = _errors.check_int("input_size", input_size, minimum=1)
+        self.hidden_size = _errors.check_int("hidden_size", hidden_size, minimum=1)
+        self.num_layers = _errors.check_int("num_layers", num_layers, minimum=1)
+        self.bias = _errors.check_bool("bias", bias)
+        self.batch_first = _errors.check_bool("batch_first", batch_first)
+        self.dropout = _errors.check_dropout(dropout)
+        self.bidirectional = _errors.check_bool("bidirectional", bidirectional)
+        self.proj_size = _errors.check_int("proj_size", proj_size, minimum=0)
+        _errors.check_proj_size(self.proj_size, self.hidden_size)
+        if seed is not None:
+            _errors.check_int("seed", seed, minimum=0)
+        if self.dropout > 0 and self.num_layers == 1:
+            warnings.warn(
+                "dropout option adds dropout after all but last recurrent layer, "
+                "so non-zero dropout expects num_layers greater than 1, but got "
+                f"dropout={dropout} and num_layers={num_layers}",
+                UserWarning,
+                stacklevel=2,
+            )
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.num_directions = 2 if self.bidirectional else 1
+        self.output_size = self.proj_size or self.hidden_size
+
+        # The weights do not depend on the input's shape: create them now, as
+        # torch does, so that they can be assigned before the first call.
+        init = pytorch_uniform(self.hidden_size, keras.random.SeedGenerator(seed))
+        shapes = lstm_param_shapes(
+            self.input_size,
+            self.hidden_size,
+            self.num_layers,
+            self.bias,
+            self.bidirectional,
+            self.proj_size,
+        )
+        for name, shape in shapes.items():
+            setattr(self, name, self.add_weight(shape, init, name=name))
+        if self.dropout > 0:
+            self.seed_generator = keras.random.SeedGenerator(seed)
+        self._build_at_init()
+
+    # -- shapes ---------------------------------------------------------------
+
+    def _check_inputs(self, input: Any, hx: Any) -> bool:
+        """Validates the call's shapes with torch's rules; returns `is_batched`."""
+        _errors.check_floating("input", input.dtype)
+        input_shape = tuple(input.shape)
+        _errors.check_rank("input", input_shape, {3: "batched", 2: "unbatched"})
+        batched = len(input_shape) == 3
+        time_axis = 1 if batched and self.batch_first else 0
+        _errors.check_sequence_length("input", input_shape, time_axis)
+        _errors.check_features("input", input_shape, self.input_size, "input_size")
+        if hx is None:
+            return batched
+        _errors.check_state_pair("hx", hx)
+        n_states = self.num_directions * self.num_layers
+        batch = (input_shape[0 if self.batch_first else 1],) if batched else ()
+        for name, value, size, legend in (
+            ("h_0", hx[0], self.output_size, _STATE_LEGEND_H),
+            ("c_0", hx[1], self.hidden_size, _STATE_LEGEND_C),
+        ):
+            if not batched:
+                legend = legend.replace("N, ", "")
+            expected = (n_states, *batch, size)
+            _errors.check_shape(name, tuple(value.shape), expected, legend)
+        return batched
+
+    def _output_shapes(self, input_shape: tuple) -> tuple[tuple, tuple, tuple]:
+        *lead, _ = input_shape
+        n_states = self.num_directions * self.num_layers
+        batch = (lead[0 if self.batch_first else 1],) if len(lead) == 2 else ()
+        return (
+            (*lead, self.num_directions * self.output_size),
+            (n_states, *batch, self.output_size),
+            (n_states, *batch, self.hidden_size),
+        )
+
+    def compute_output_shape(self, input_shape: tuple, hx_shape: Any = None) -> tuple:
+        output, h_n, c_n = self._output_shapes(tuple(input_shape))
+        return (output, (h_n, c_n)) if self.return_state else output
+
+    def compute_output_spec(
+        self, input: Any, hx: Any = None, training: bool | None = None
+    ) -> tuple:
+        self._check_inputs(input, hx)
+        shapes = self.compute_output_shape(tuple(input.shape))
+        return keras.tree.map_shape_structure(
+            lambda shape: keras.KerasTensor(shape, self.compute_dtype), shapes
+        )
+
+    # -- computation ----------------------------------------------------------
+
+    def _stacked_weights(self, layer: int) -> tuple[tf.Tensor | None, ...]:
+        """One layer's weights, both directions stacked on a leading axis."""
+
+        def stack(kind: str) -> tf.Tensor:
+            return tf.stack(
+                [
+                    getattr(self, lstm_param_name(kind, layer, d)).value
+                    for d in range(self.num_directions)
+                ]
+            )
+
+        bias = stack("bias_ih") + stack("bias_hh") if self.bias else None
+        weight_hr = stack("weight_hr") if self.proj_size else None
+        return stack("weight_ih"), stack("weight_hh"), bias, weight_hr
+
+    def call(
+        self, input: Any, hx: Any = None, training: bool | None = None
+    ) -> tf.Tensor | tuple[tf.Tensor, tuple[tf.Tensor, tf.Tensor]]:
+        batched = self._check_inputs(input, hx)
+        x = tf.convert_to_tensor(input, dtype=self.compute_dtype)
+        if not batched:
+            x = x[:, None]
+        elif self.batch_first:
+            x = tf.transpose(x, [1, 0, 2])
+        if tf.executing_eagerly() or x.shape[0] is not None:
+            steps_ok = tf.constant(True)
+        else:  # unknown length: torch's "no empty sequence" rule at run time
+            steps_ok = tf.debugging.assert_positive(
+                tf.shape(x)[0], message="Expected a sequence length of at least 1."
+            )
+
+        n_states = self.num_directions * self.num_layers
+        if hx is None:
+            batch = tf.shape(x)[1]
+            h0 = tf.zeros([n_states, batch, self.output_size], x.dtype)
+            c0 = tf.zeros([n_states, batch, self.hidden_size], x.dtype)
+        else:
+            h0, c0 = (tf.convert_to_tensor(s, dtype=x.dtype) for s in hx)
+            if not batched:
+                h0, c0 = h0[:, None], c0[:, None]
+
+        h_n, c_n = [], []
+        with tf.control_dependencies([steps_ok]):
+            for layer in range(self.num_layers):
+                states = slice(
+                    layer * self.num_directions, (layer + 1) * self.num_directions
+                )
+                x, h, c = lstm_layer(
+                    x,
+                    h0[states],
+                    c0[states],
+                    *self._stacked_weights(layer),
+                    self.bidirectional,
+                )
+                x.set_shape([None, None, self.num_directions * self.output_size])
+                h_n.append(h)
+                c_n.append(c)
+                if training and self.dropout > 0 and layer < self.num_layers - 1:
+                    x = self._dropout(x)
+        h_n, c_n = tf.concat(h_n, 0), tf.concat(c_n, 0)
+
+        if not batched:
+            x, h_n, c_n = x[:, 0], h_n[:, 0], c_n[:, 0]
+        elif self.batch_first:
+            x = tf.transpose(x, [1, 0, 2])
+        return (x, (h_n, c_n)) if self.return_state else x
+
+    def _dropout(self, x: tf.Tensor) -> tf.Tensor:
+        if self.dropout == 1.0:  # torch zeroes everything; Keras would divide by 0
+            return tf.zeros_like(x)
+        return keras.random.dropout(x, self.dropout, seed=self.seed_generator)
+
+    # -- serialisation --------------------------------------------------------
+
+    def get_config(self) -> dict[str, Any]:
+        config = {
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bias": self.bias,
+            "batch_first": self.batch_first,
+            "dropout": self.dropout,
+            "bidirectional": self.bidirectional,
+            "proj_size": self.proj_size,
+            "return_state": self.return_state,
+            "seed": self.seed,
+        }
+        return {**super().get_config(), **config}
