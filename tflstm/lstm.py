@@ -113,7 +113,7 @@ class LSTM(keras.layers.Layer):
     >>> output, (h_n, c_n) = lstm(x)
     >>> tuple(output.shape), tuple(h_n.shape), tuple(c_n.shape)
     ((5, 3, 40), (4, 3, 20), (4, 3, 20))
-    >>> lstm.weight_ih_l1_reverse.shape
+    >>> tuple(lstm.weight_ih_l1_reverse.shape)
     (80, 40)
     """
 
