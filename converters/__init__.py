@@ -1,0 +1,3 @@
+"""converters: move LSTM weights between PyTorch, tflstm and stock Keras."""
+
+__all__: list[str] = []
