@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint format setup clean
 
 demo: $(STAMP)  ## port the bundled PyTorch model and print the parity report
-	$(PY) examples/quickstart.py
+	$(PY) examples/port_checkpoint.py
 
 test: $(STAMP)  ## lint, then the whole suite (doctests included) on 2 workers
 	$(VENV)/bin/ruff check .

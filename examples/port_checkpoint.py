@@ -1,0 +1,77 @@
+"""`make demo`: port the bundled PyTorch checkpoint and print the parity report.
+
+1. Find the LSTMs in `examples/speech_tagger.pt` (a plain `torch.save` of a
+   whole model's state_dict, as training scripts write it).
+2. Port the LSTM at `encoder.lstm` with `converters.from_torch`.
+3. Rebuild the whole model in Keras (front, tflstm.LSTM, head) from the same
+   checkpoint and compare it, tensor by tensor, with the PyTorch model.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).parent))
+
+import keras
+import numpy as np
+import torch
+from speech_model import CHECKPOINT, N_FEATURES, SpeechTagger
+
+import converters
+
+TOLERANCE = 1e-5  # float32 max abs error, as in the test suite
+
+
+def keras_model(state_dict: dict, lstm) -> keras.Model:
+    """The SpeechTagger in Keras, with the checkpoint's weights."""
+    features = keras.Input((None, N_FEATURES))
+    front = keras.layers.Dense(64, activation="relu", name="front")
+    head = keras.layers.Dense(state_dict["head.weight"].shape[0], name="head")
+    output, _ = lstm(front(features))
+    model = keras.Model(features, head(output))
+    # torch's Linear stores (out, in); Keras's Dense (in, out).
+    front.set_weights([state_dict["front.weight"].T, state_dict["front.bias"]])
+    head.set_weights([state_dict["head.weight"].T, state_dict["head.bias"]])
+    return model
+
+
+def main() -> int:
+    # torch on CPU notes that oneDNN lacks projections: not the user's concern.
+    warnings.filterwarnings("ignore", "LSTM with projections is not supported")
+    state_dict = converters.load_checkpoint(CHECKPOINT)
+    print(f"{CHECKPOINT.name}: {len(state_dict)} tensors")
+    for spec in converters.find_lstms(state_dict):
+        print("  found", spec.describe())
+
+    lstm = converters.from_torch(state_dict, prefix="encoder.lstm", batch_first=True)
+    torch_model = SpeechTagger()
+    torch_model.load_state_dict(torch.load(CHECKPOINT, weights_only=True))
+    torch_model.eval()
+
+    x = np.random.default_rng(0).standard_normal((4, 100, N_FEATURES))
+    x = x.astype("float32")
+    with torch.no_grad():
+        lstm_input = torch.relu(torch_model.front(torch.from_numpy(x))).numpy()
+        logits = torch_model(torch.from_numpy(x)).numpy()
+
+    print("\nencoder.lstm: torch.nn.LSTM vs tflstm.LSTM, input (4, 100, 64), float32")
+    report = converters.compare(lstm, torch_model.encoder.lstm, lstm_input)
+    ported = keras_model(state_dict, lstm)(x).numpy()
+    err = np.abs(ported - logits).max()
+    report["logits"] = (float(err), float(err / np.abs(logits).max()))
+    print(converters.format_report(report))
+    print("(logits: the whole model, torch vs Keras Dense + tflstm.LSTM + Dense)")
+
+    worst = max(a for a, _ in report.values())
+    ok = worst <= TOLERANCE
+    print(f"\n{'OK' if ok else 'FAILED'}: max abs error {worst:.2e} (tolerance 1e-5)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
