@@ -106,16 +106,20 @@ def _read_torch(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a bad file
-        if type(e).__name__ == "UnpicklingError":
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [""]
+        # weights_only names the refused global ("unsupported GLOBAL posix.system").
+        unsafe = [ln for ln in lines if "GLOBAL" in ln]
+        if unsafe:
             reason = (
                 "it holds objects other than tensors and plain containers, "
                 "which could run code when loaded; it was not loaded"
             )
         else:
             reason = "it is truncated, corrupt or not written by torch.save"
+        detail = (unsafe or [ln for ln in lines if "Unsupported" in ln] or lines)[0]
         raise CheckpointError(
             f"Cannot read {str(path)!r} as a PyTorch checkpoint: {reason}. "
-            f"Received: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            f"Received: {type(e).__name__}: {detail[:200]}"
         ) from e
 
 
@@ -165,8 +169,8 @@ def _unwrap(obj: Any) -> dict[str, np.ndarray]:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
+    try:  # numpy leaves its own handle open on a broken archive: pass ours
+        with path.open("rb") as f, np.load(f, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise CheckpointError(

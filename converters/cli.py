@@ -194,6 +194,7 @@ def _cmd_to_torch(args: argparse.Namespace) -> int:
     import keras
 
     import converters
+    import tflstm  # noqa: F401  (registers the layers for load_model)
 
     path = _existing(args.model)
     try:
