@@ -32,6 +32,7 @@ _EXPORTS = {
     "torch_module_from": "torch_io",
     "compare": "verify",
     "format_report": "verify",
+    "random_input": "verify",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -48,12 +48,23 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "convert",
-        help="convert one LSTM of a checkpoint to a .keras file",
+        help="convert one LSTM of a checkpoint to a .keras file or a SavedModel",
         description="Convert the LSTM (or LSTMCell) at --prefix to a tflstm "
-        "layer and save it as a .keras model (input -> (output, (h_n, c_n))).",
+        "layer and save it as a .keras model (input -> (output, (h_n, c_n))) "
+        "or as a SavedModel.",
     )
     p.add_argument("checkpoint", help=".pt/.pth/.bin/.ckpt, .safetensors or .npz")
-    p.add_argument("output", help="the .keras file to write")
+    p.add_argument(
+        "output", help="the .keras file, or the SavedModel directory, to write"
+    )
+    p.add_argument(
+        "--format",
+        choices=["keras", "savedmodel"],
+        default="keras",
+        help="keras: a .keras model (default); savedmodel: a TensorFlow "
+        "SavedModel for TF Serving, signatures serving_default (input) and "
+        "with_state (input, h_0, c_0)",
+    )
     p.add_argument(
         "--prefix",
         help="the LSTM's prefix in the checkpoint, e.g. encoder.rnn (default: "
@@ -119,10 +130,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _verify(layer, module, atol: float) -> int:
+def _verify(layer, module, atol: float, x=None) -> int:
     import converters
 
-    report = converters.compare(layer, module)
+    report = converters.compare(layer, module, x)
     print(converters.format_report(report))
     worst = max(a for a, _ in report.values())
     if worst > atol:
@@ -138,7 +149,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     import converters
     import tflstm
 
-    if Path(args.output).suffix != ".keras":
+    if args.format == "keras" and Path(args.output).suffix != ".keras":
         raise CliError(f"expected an output file ending in .keras, got {args.output!r}")
     state_dict = converters.load_checkpoint(_existing(args.checkpoint))
     prefix = args.prefix
@@ -157,22 +168,46 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         batch_first=args.batch_first or None,
         dtype=args.dtype,
     )
-    if isinstance(layer, tflstm.LSTM):
-        inputs = keras.Input(batch_shape=(None, None, layer.input_size))
+    if args.format == "savedmodel":
+        from tflstm.export import export_saved_model
+
+        export_saved_model(layer, args.output)
     else:
-        inputs = keras.Input((layer.input_size,))
-    model = keras.Model(inputs, layer(inputs), name=layer.name)
-    model.save(args.output)
+        if isinstance(layer, tflstm.LSTM):
+            inputs = keras.Input(batch_shape=(None, None, layer.input_size))
+        else:
+            inputs = keras.Input((layer.input_size,))
+        keras.Model(inputs, layer(inputs), name=layer.name).save(args.output)
     print(f"wrote {args.output}: {layer.__class__.__name__}{_args(layer)}")
     if args.verify:
-        # torch runs the checkpoint's own weights; tflstm runs the saved file.
+        # torch runs the checkpoint's own weights; tflstm runs the written file.
         module = converters.torch_module_from(
             state_dict, prefix, batch_first=getattr(layer, "batch_first", False)
         )
-        return _verify(
-            keras.saving.load_model(args.output).layers[-1], module, args.atol
-        )
+        served = _reload(args.output, args.format, layer)
+        return _verify(served, module, args.atol, converters.random_input(layer))
     return EXIT_OK
+
+
+def _reload(path: str, fmt: str, layer):
+    """The written artefact, as a callable with the layer's call convention."""
+    import keras
+    import tensorflow as tf
+
+    if fmt == "keras":
+        return keras.saving.load_model(path).layers[-1]
+    served = tf.saved_model.load(path).signatures["serving_default"]
+
+    class Served:  # what `compare` needs of a layer, backed by the SavedModel
+        compute_dtype = layer.compute_dtype
+
+        def __call__(self, x):
+            out = served(input=tf.constant(x))
+            if "h_1" in out:
+                return out["h_1"], out["c_1"]
+            return out["output"], (out["h_n"], out["c_n"])
+
+    return Served()
 
 
 def _args(layer) -> str:

@@ -25,7 +25,8 @@ def compare(layer: Layer, module: Any, x: np.ndarray | None = None) -> dict:
     """Max abs and max rel error of every output of `layer` against `module`.
 
     Args:
-        layer: A tflstm layer.
+        layer: A tflstm layer, or a callable with the same call convention
+            and `compute_dtype` (e.g. a loaded SavedModel's signature).
         module: The `torch.nn.LSTM` (or `LSTMCell`) it was converted from.
         x: The input; defaults to `random_input(layer)`. Both run in the
             layer's compute dtype (torch in float32 for float16/bfloat16).
@@ -45,7 +46,7 @@ def compare(layer: Layer, module: Any, x: np.ndarray | None = None) -> dict:
         warnings.filterwarnings("ignore", "LSTM with projections is not supported")
         want = module(torch.from_numpy(x.astype(dtype)))
     got = layer(x.astype(dtype))
-    if isinstance(layer, tflstm.LSTM):
+    if isinstance(got[1], (tuple, list)):  # (output, (h_n, c_n))
         names = ("output", "h_n", "c_n")
         want, got = (want[0], *want[1]), (got[0], *got[1])
     else:

@@ -135,3 +135,19 @@ def test_usage_errors_exit_2(checkpoint, tmp_path):
     _, err = run("frobnicate", check_rc=2)
     assert "invalid choice: 'frobnicate'" in err
     assert "Traceback" not in err
+
+
+def test_convert_to_saved_model(checkpoint, tmp_path):
+    out, _ = run(
+        "convert",
+        checkpoint[0],
+        tmp_path / "served",
+        "--prefix",
+        "rnn",
+        "--format",
+        "savedmodel",
+        "--verify",
+        check_rc=0,
+    )
+    assert "OK: max abs error" in out
+    assert (tmp_path / "served" / "saved_model.pb").is_file()

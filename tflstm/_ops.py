@@ -132,18 +132,25 @@ def _recurrence_grad(x_gates, h0, c0, weight_hh, *maybe_weight_hr):
             _sequence(dtype, steps, c0),
         ),
     )
-    hs_stacked = hs.stack()
+    # The gradient closes over dense tensors only (no TensorArray handles), so
+    # that SavedModel can serialise it along with the forward function.
+    hs_stacked, cs_stacked, acts_stacked = hs.stack(), cs.stack(), acts.stack()
+    ms_stacked = ms.stack() if weight_hr is not None else None
 
     def grad(d_hs, d_h_n, d_c_n):
         d_hs = _sequence(dtype, steps, h0).unstack(_or_zeros(d_hs, hs_stacked))
+        acts = _sequence(dtype, steps, x_gates[0]).unstack(acts_stacked)
+        cs = _sequence(dtype, steps, c0).unstack(cs_stacked)
+        c_prevs = _sequence(dtype, steps, c0).unstack(
+            tf.concat([c0[None], cs_stacked[:-1]], 0)
+        )
 
         def back(t, dh, dc, d_gates, d_hs_total):
             dh = dh + d_hs.read(t)
             d_hs_total = d_hs_total.write(t, dh)
             dm = tf.matmul(dh, weight_hr) if weight_hr is not None else dh
             i, f, g, o = tf.split(acts.read(t), 4, axis=-1)
-            c = cs.read(t)
-            c_prev = tf.cond(t > 0, lambda: cs.read(tf.maximum(t - 1, 0)), lambda: c0)
+            c, c_prev = cs.read(t), c_prevs.read(t)
             tanh_c = _widened(tf.tanh, c)
             dc = dc + dm * o * (1 - tanh_c * tanh_c)
             dz = tf.concat(
@@ -175,7 +182,7 @@ def _recurrence_grad(x_gates, h0, c0, weight_hh, *maybe_weight_hr):
         d_weight_hh = _contract(d_gates, h_prev)
         grads = [d_gates, d_h0, d_c0, d_weight_hh]
         if weight_hr is not None:
-            grads.append(_contract(d_hs_total.stack(), ms.stack()))
+            grads.append(_contract(d_hs_total.stack(), ms_stacked))
         return grads
 
     return (hs_stacked, h_n, c_n), grad
