@@ -3,7 +3,8 @@
     python serving_loader.py JOBS.npz RESULTS.npz
 
 JOBS.npz holds, for job `j`: `j/path` (a SavedModel directory), `j/signature`
-and the inputs as `j/in/NAME` (`j/in/_` for a signature's only input). RESULTS.npz gets `j/out/NAME` for each output.
+and the inputs as `j/in/NAME` (`j/in/_` for a signature's only
+input). RESULTS.npz gets `j/out/NAME` for each output.
 """
 
 import importlib.abc
@@ -45,6 +46,9 @@ def main(jobs_path: str, results_path: str) -> None:
             for k in jobs.files
             if k.startswith(prefix)
         }
+        if list(inputs) == ["_"]:  # the signature's only input, whatever its name
+            (only,) = fn.structured_input_signature[1]
+            inputs = {only: inputs["_"]}
         for key, value in fn(**inputs).items():
             results[f"{job}/out/{key}"] = value.numpy()
     np.savez(results_path, **results)
