@@ -59,11 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--format",
-        choices=["keras", "savedmodel"],
+        choices=["keras", "savedmodel", "tflite"],
         default="keras",
         help="keras: a .keras model (default); savedmodel: a TensorFlow "
         "SavedModel for TF Serving, signatures serving_default (input) and "
-        "with_state (input, h_0, c_0)",
+        "with_state (input, h_0, c_0); tflite: a .tflite model for LiteRT "
+        "(fused LSTM op, builtin ops only, states as inputs and outputs)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="with --format tflite: the batch size the model is built for (default: 1)",
     )
     p.add_argument(
         "--prefix",
@@ -172,6 +179,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         from tflstm.export import export_saved_model
 
         export_saved_model(layer, args.output)
+    elif args.format == "tflite":
+        from tflstm.tflite import export_tflite
+
+        export_tflite(layer, args.output, batch_size=args.batch_size)
     else:
         if isinstance(layer, tflstm.LSTM):
             inputs = keras.Input(batch_shape=(None, None, layer.input_size))
@@ -185,7 +196,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             state_dict, prefix, batch_first=getattr(layer, "batch_first", False)
         )
         served = _reload(args.output, args.format, layer)
-        return _verify(served, module, args.atol, converters.random_input(layer))
+        x = converters.random_input(layer, batch=args.batch_size)
+        return _verify(served, module, args.atol, x)
     return EXIT_OK
 
 
@@ -196,6 +208,18 @@ def _reload(path: str, fmt: str, layer):
 
     if fmt == "keras":
         return keras.saving.load_model(path).layers[-1]
+    if fmt == "tflite":
+        from tflstm.tflite import run_tflite
+
+        flatbuffer, config = Path(path).read_bytes(), layer.get_config()
+
+        class ServedTFLite:  # what `compare` needs of a layer, backed by LiteRT
+            compute_dtype = "float32"
+
+            def __call__(self, x):
+                return run_tflite(flatbuffer, config, x)
+
+        return ServedTFLite()
     served = tf.saved_model.load(path).signatures["serving_default"]
 
     class Served:  # what `compare` needs of a layer, backed by the SavedModel

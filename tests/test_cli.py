@@ -151,3 +151,27 @@ def test_convert_to_saved_model(checkpoint, tmp_path):
     )
     assert "OK: max abs error" in out
     assert (tmp_path / "served" / "saved_model.pb").is_file()
+
+
+def test_convert_to_tflite(checkpoint, tmp_path):
+    out, _ = run(
+        "convert",
+        checkpoint[0],
+        tmp_path / "rnn.tflite",
+        "--prefix",
+        "rnn",
+        "--format",
+        "tflite",
+        "--batch-size",
+        "2",
+        "--verify",
+        check_rc=0,
+    )
+    assert "OK: max abs error" in out
+    from tflstm.tflite import tflite_ops
+
+    assert set(tflite_ops((tmp_path / "rnn.tflite").read_bytes())) <= {
+        "UNIDIRECTIONAL_SEQUENCE_LSTM",
+        "REVERSE_V2",
+        "CONCATENATION",
+    }

@@ -1,0 +1,282 @@
+"""Export for phones: a `.tflite` file (LiteRT) with builtin ops only.
+
+Each layer and direction becomes one fused `UNIDIRECTIONAL_SEQUENCE_LSTM`
+op, TFLite's own LSTM kernel (linear in the sequence length). The converter
+emits that op only for a function that follows Keras's "lstm_" composite
+convention (`api_implements="lstm_<id>"`, six arguments: input, h_0, c_0,
+kernel = weight_ih.T, recurrent_kernel = weight_hh.T, bias = bias_ih +
+bias_hh), and only through its SavedModel import path. Three things are then
+patched in the flatbuffer, as the converter cannot express them:
+
+- `cell_clip` is hard-coded to 10.0 there; torch does not clip: set to 0.
+- the projection (`weight_hr`) is the op's operand 16, which the composite
+  leaves empty: it is added (with `proj_size > 0`, `H_out = proj_size`).
+- the op writes its final states into its state inputs; those tensors are
+  listed as model outputs `h_n_l{k}[_reverse]`, `c_n_l{k}[_reverse]`.
+
+The model's inputs are `input` (`(L, N, H_in)`, or `(N, L, H_in)` with
+`batch_first`) and one `h_0_l{k}[_reverse]` (N, H_out) and
+`c_0_l{k}[_reverse]` (N, H_cell) per layer and direction, all set at every
+call, so calls are independent; feeding a call the previous `h_n`/`c_n`
+streams a sequence chunk by chunk. The sequence length can be resized at run
+time; the batch size is fixed at export (the fused op requires it) and
+defaults to 1. Weights are stored in float32. `run_tflite` calls such a model
+with torch's conventions.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from tflstm import _errors
+from tflstm._params import lstm_param_name
+from tflstm.lstm import LSTM
+
+
+def _state_name(kind: str, layer: int, direction: int) -> str:
+    return f"{kind}_l{layer}{'_reverse' if direction else ''}"
+
+
+def _fused_lstm():
+    """A fresh composite function the TFLite converter replaces with the op.
+
+    Its body is a reference implementation (without projection) that only has
+    to give the results their shapes; the converter discards it.
+    """
+    attributes = {
+        "api_implements": f"lstm_{uuid.uuid4()}",
+        "api_preferred_device": "CPU",
+        "time_major": True,
+        "go_backwards": False,
+    }
+
+    @tf.function(experimental_attributes=attributes, autograph=False)
+    def fused(inputs, init_h, init_c, kernel, recurrent_kernel, bias):
+        def step(carry, x_t):
+            h, c = carry
+            z = tf.matmul(x_t, kernel) + tf.matmul(h, recurrent_kernel) + bias
+            i, f, g, o = tf.split(z, 4, axis=1)
+            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+            m = tf.sigmoid(o) * tf.tanh(c)
+            return m[:, : init_h.shape[-1]], c
+
+        hs, cs = tf.scan(step, inputs, initializer=(init_h, init_c))
+        return hs[-1], hs, hs[-1], cs[-1], tf.constant(0.0)
+
+    return fused
+
+
+def _weights(layer: LSTM, k: int, d: int) -> dict[str, np.ndarray]:
+    def get(kind: str) -> np.ndarray:
+        return getattr(layer, lstm_param_name(kind, k, d)).numpy().astype("float32")
+
+    four_h = 4 * layer.hidden_size
+    bias = (
+        get("bias_ih") + get("bias_hh") if layer.bias else np.zeros(four_h, "float32")
+    )
+    weights = {
+        "kernel": get("weight_ih").T.copy(),
+        "recurrent_kernel": get("weight_hh").T.copy(),
+        "bias": bias,
+    }
+    if layer.proj_size:
+        weights["weight_hr"] = get("weight_hr")
+    return weights
+
+
+def _convert(layer: LSTM, batch_size: int) -> bytes:
+    d_count = layer.num_directions
+    states = [(k, d) for k in range(layer.num_layers) for d in range(d_count)]
+    in_shape = [batch_size, None, layer.input_size]
+    if not layer.batch_first:
+        in_shape = [None, batch_size, layer.input_size]
+    specs = [tf.TensorSpec(in_shape, tf.float32, name="input")]
+    for k, d in states:
+        specs.append(
+            tf.TensorSpec(
+                [batch_size, layer.output_size], tf.float32, _state_name("h_0", k, d)
+            )
+        )
+        specs.append(
+            tf.TensorSpec(
+                [batch_size, layer.hidden_size], tf.float32, _state_name("c_0", k, d)
+            )
+        )
+    weights = {s: _weights(layer, *s) for s in states}
+    fused = {s: _fused_lstm() for s in states}
+
+    @tf.function(input_signature=specs, autograph=False)
+    def serve(input, *hx):
+        x = input if not layer.batch_first else tf.transpose(input, [1, 0, 2])
+        for k in range(layer.num_layers):
+            outputs = []
+            for d in range(d_count):
+                i = 2 * (k * d_count + d)
+                w = weights[k, d]
+                x_d = tf.reverse(x, [0]) if d else x
+                _, y, _, _, _ = fused[k, d](
+                    x_d,
+                    hx[i],
+                    hx[i + 1],
+                    tf.constant(w["kernel"]),
+                    tf.constant(w["recurrent_kernel"]),
+                    tf.constant(w["bias"]),
+                )
+                outputs.append(tf.reverse(y, [0]) if d else y)
+            x = tf.concat(outputs, -1) if d_count == 2 else outputs[0]
+        if layer.batch_first:
+            x = tf.transpose(x, [1, 0, 2])
+        return {"output": x}
+
+    module = tf.Module()
+    module.serve = serve
+    with tempfile.TemporaryDirectory() as tmp:
+        # The fusion only happens on the converter's SavedModel import path.
+        tf.saved_model.save(module, tmp, signatures={"serving_default": serve})
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        flatbuffer = converter.convert()
+    return _patch(flatbuffer, layer, weights)
+
+
+def _patch(flatbuffer: bytes, layer: LSTM, weights: dict) -> bytes:
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    graph = model.subgraphs[0]
+    names = {graph.tensors[i].name.decode(): int(i) for i in graph.inputs}
+
+    def input_index(name: str) -> int:
+        return next(i for n, i in names.items() if n.endswith(f"_{name}:0"))
+
+    by_state = {}
+    for k, d in weights:
+        h_index = input_index(_state_name("h_0", k, d))
+        by_state[h_index] = (k, d)
+    fused_ops = 0
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if code.builtinCode != schema.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM:
+            continue
+        fused_ops += 1
+        op.builtinOptions.cellClip = 0.0  # torch never clips the cell state
+        if layer.proj_size:
+            w_hr = weights[by_state[int(op.inputs[18])]]["weight_hr"]
+            buffer = schema.BufferT()
+            buffer.data = np.ascontiguousarray(w_hr).tobytes()
+            model.buffers.append(buffer)
+            tensor = schema.TensorT()
+            tensor.shape = list(w_hr.shape)
+            tensor.type = schema.TensorType.FLOAT32
+            tensor.buffer = len(model.buffers) - 1
+            tensor.name = b"weight_hr"
+            graph.tensors.append(tensor)
+            op.inputs[16] = len(graph.tensors) - 1
+    if fused_ops != len(weights):
+        raise RuntimeError(
+            "The TFLite converter did not fuse every LSTM: expected "
+            f"{len(weights)} UNIDIRECTIONAL_SEQUENCE_LSTM ops. Received: {fused_ops}"
+        )
+    # The op leaves its final states in its state inputs: expose them.
+    signature = model.signatureDefs[0]
+    for k, d in weights:
+        for state in ("h", "c"):
+            index = input_index(_state_name(f"{state}_0", k, d))
+            graph.outputs = [*graph.outputs, index]
+            entry = schema.TensorMapT()
+            entry.name = _state_name(f"{state}_n", k, d).encode()
+            entry.tensorIndex = index
+            signature.outputs.append(entry)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def export_tflite(
+    layer: LSTM, path: str | os.PathLike | None = None, *, batch_size: int = 1
+) -> bytes:
+    """Converts a `tflstm.LSTM` to a `.tflite` model (see the module docstring).
+
+    Args:
+        layer: The layer to export; every configuration is supported.
+        path: Where to write the model; `None` only returns it.
+        batch_size: The batch size N the model is built for. Defaults to 1.
+
+    Returns:
+        The `.tflite` flatbuffer.
+    """
+    if not isinstance(layer, LSTM):
+        raise TypeError(
+            "Expected a tflstm.LSTM. Received: an object of type "
+            f"{type(layer).__name__}"
+        )
+    _errors.check_int("batch_size", batch_size, minimum=1)
+    flatbuffer = _convert(layer, batch_size)
+    if path is not None:
+        with open(path, "wb") as f:
+            f.write(flatbuffer)
+    return flatbuffer
+
+
+def tflite_ops(flatbuffer: bytes) -> list[str]:
+    """The builtin (or custom) op names of the model's main graph, in order."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if k.isupper()}
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    graph = model.Subgraphs(0)
+    ops = []
+    for i in range(graph.OperatorsLength()):
+        code = model.OperatorCodes(graph.Operators(i).OpcodeIndex())
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        name = names.get(builtin, str(builtin))
+        ops.append(f"CUSTOM:{code.CustomCode().decode()}" if name == "CUSTOM" else name)
+    return ops
+
+
+def run_tflite(
+    flatbuffer: bytes,
+    layer_config: dict[str, Any],
+    input: np.ndarray,
+    hx: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    num_threads: int = 2,
+):
+    """Runs an exported model in LiteRT with torch's conventions.
+
+    Args:
+        flatbuffer: What `export_tflite` returned.
+        layer_config: The layer's `get_config()` (for the state layout).
+        input: A batched input, laid out as the layer's.
+        hx: `(h_0, c_0)` in torch's layout `(D*num_layers, N, H)`, or None.
+
+    Returns:
+        `(output, (h_n, c_n))` as numpy arrays, in torch's layout.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    d_count = 2 if layer_config["bidirectional"] else 1
+    n_states = d_count * layer_config["num_layers"]
+    batch = input.shape[0 if layer_config["batch_first"] else 1]
+    out_size = layer_config["proj_size"] or layer_config["hidden_size"]
+    if hx is None:
+        hx = (
+            np.zeros((n_states, batch, out_size), "float32"),
+            np.zeros((n_states, batch, layer_config["hidden_size"]), "float32"),
+        )
+    feed = {"input": np.asarray(input, "float32")}
+    for s in range(n_states):
+        k, d = divmod(s, d_count)
+        feed[_state_name("h_0", k, d)] = np.asarray(hx[0][s], "float32")
+        feed[_state_name("c_0", k, d)] = np.asarray(hx[1][s], "float32")
+    interpreter = Interpreter(model_content=flatbuffer, num_threads=num_threads)
+    result = interpreter.get_signature_runner("serving_default")(**feed)
+    names = [divmod(s, d_count) for s in range(n_states)]
+    h_n = np.stack([result[_state_name("h_n", k, d)] for k, d in names])
+    c_n = np.stack([result[_state_name("c_n", k, d)] for k, d in names])
+    return result["output"], (h_n, c_n)
