@@ -1,4 +1,5 @@
-"""Long sequences and large layers in float32, judged against torch in float64.
+"""Long sequences and large layers in float32, judged against torch in float64:
+outputs and every gradient on the training path, outputs on the inference path.
 
 There, float32 rounding dominates any difference of summation order, so the
 criterion is relative to torch's own float32 error: tflstm's float32 error
@@ -63,7 +64,18 @@ def test_float32_error_within_twice_torch(name):
     torch32 = run_torch(module.float(), x, hx, dtype="float32")
     layer = tflstm.LSTM(**case)
     copy_torch_weights(module, layer)
-    ours32 = run_tflstm(layer, x, hx, dtype="float32")
+    ours32 = run_tflstm(layer, x, hx, dtype="float32", training=True)
+    # The inference path (TensorFlow's own activations): outputs only.
+    inference = run_tflstm(layer, x, hx, dtype="float32", training=False)
+    ours32.update(
+        {f"inference_{k}": v for k, v in inference.items() if k.startswith("out")}
+    )
+    reference.update(
+        {f"inference_{k}": v for k, v in reference.items() if k.startswith("out")}
+    )
+    torch32.update(
+        {f"inference_{k}": v for k, v in torch32.items() if k.startswith("out")}
+    )
 
     torch_err = max_errors(reference, torch32)
     our_err = max_errors(reference, ours32)

@@ -57,13 +57,15 @@ def make_inputs(
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("cfg", GRID, ids=_ids)
 def test_matches_torch(cfg, dtype):
-    """Outputs, h_n, c_n and every gradient, batched/unbatched, with/without hx."""
+    """Outputs, h_n, c_n and every gradient, batched/unbatched, with/without hx,
+    on the training path and on the inference path."""
     module, layer = make_pair(dtype, **cfg)
     for batched, with_hx in itertools.product([True, False], [True, False]):
         x, hx = make_inputs(cfg, batched=batched, with_hx=with_hx)
         want = run_torch(module, x, hx, dtype=dtype)
-        got = run_tflstm(layer, x, hx, dtype=dtype)
-        assert_matches(want, got, ATOL[dtype])
+        for training in (True, False):
+            got = run_tflstm(layer, x, hx, dtype=dtype, training=training)
+            assert_matches(want, got, ATOL[dtype])
 
 
 def test_weights_have_torch_names_and_shapes():

@@ -56,5 +56,7 @@ def test_random_sizes_match_torch(case):
             rng.standard_normal((*lead, cfg["hidden_size"])),
         )
     want = run_torch(module, x, hx)
-    got = run_tflstm(layer, x, hx)
+    got = run_tflstm(layer, x, hx, training=True)
+    assert_matches(want, got, ATOL["float64"])
+    got = run_tflstm(layer, x, hx, training=False)
     assert_matches(want, got, ATOL["float64"])
