@@ -126,6 +126,73 @@ def test_export_writes_file_and_checks_arguments(tmp_path):
         export_tflite(layer, batch_size=0)
     with pytest.raises(
         TypeError,
-        match=re.escape("Expected a tflstm.LSTM. Received: an object of type LSTMCell"),
+        match=re.escape(
+            "Expected a tflstm.LSTM or tflstm.LSTMCell. Received: an object of type str"
+        ),
     ):
-        export_tflite(tflstm.LSTMCell(H_IN, H))
+        export_tflite("lstm")
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_lstm_cell_tflite_matches_torch(bias):
+    torch.manual_seed(0)
+    module = torch.nn.LSTMCell(H_IN, H, bias=bias)
+    flatbuffer = export_tflite(converters.from_torch(module), batch_size=3)
+    assert set(tflite_ops(flatbuffer)) <= {
+        "FULLY_CONNECTED",
+        "ADD",
+        "MUL",
+        "LOGISTIC",
+        "TANH",
+        "SPLIT",
+        "CONCATENATION",
+    }
+    rng = np.random.default_rng(0)
+    x, h, c = (rng.standard_normal((3, n)).astype("float32") for n in (H_IN, H, H))
+    out = Interpreter(model_content=flatbuffer).get_signature_runner()(
+        input=x, h_0=h, c_0=c
+    )
+    with torch.no_grad():
+        want = module(torch.from_numpy(x), (torch.from_numpy(h), torch.from_numpy(c)))
+    np.testing.assert_allclose(
+        out["h_1"], want[0].numpy(), atol=ATOL["float32"], rtol=0
+    )
+    np.testing.assert_allclose(
+        out["c_1"], want[1].numpy(), atol=ATOL["float32"], rtol=0
+    )
+
+
+def test_keras_litert_export_with_static_batch(tmp_path):
+    """Keras's own export: builtin ops (the WHILE fallback), static batch."""
+    import keras
+    import tensorflow as tf
+
+    inputs = keras.Input((None, H_IN))
+    output, _ = tflstm.LSTM(
+        H_IN, H, num_layers=2, bidirectional=True, proj_size=3, batch_first=True, seed=0
+    )(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(output))
+    path = tmp_path / "model.tflite"
+    model.export(
+        path,
+        format="litert",
+        input_signature=[tf.TensorSpec([1, None, H_IN])],
+        verbose=False,
+    )
+    flatbuffer = path.read_bytes()
+    ops = set(tflite_ops(flatbuffer))
+    assert "WHILE" in ops and not any(
+        op.startswith(("CUSTOM", "DELEGATE")) for op in ops
+    ), ops
+    runner = Interpreter(model_content=flatbuffer).get_signature_runner()
+    (name,) = runner.get_input_details()
+    for steps in (4, 11):
+        x = (
+            np.random.default_rng(steps)
+            .standard_normal((1, steps, H_IN))
+            .astype("float32")
+        )
+        (got,) = runner(**{name: x}).values()
+        np.testing.assert_allclose(
+            got, model.predict(x, verbose=0), atol=ATOL["float32"], rtol=0
+        )

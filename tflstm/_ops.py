@@ -98,9 +98,8 @@ def _inference_recurrence(
     TensorFlow's own sigmoid and tanh.
 
     Every op has a TFLite builtin (no float64), so that Keras's
-    `model.export(format="litert")` can convert it (it does; the converted
-    model still fails in LiteRT: the TensorList lowering emits a FILL with an
-    unknown batch, see the closing note of issue 4). Its float32 error stays
+    `model.export(format="litert")` converts it (with a static batch: see
+    `tflstm.tflite`). Its float32 error stays
     within twice torch's on L = 1,000 (measured 1.6x), and without the
     training path's bookkeeping it is faster.
     """
@@ -248,6 +247,12 @@ def _contract(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.matmul(blocks(a), blocks(b), transpose_a=True), axis=1)
 
 
+def _dims(t: tf.Tensor) -> list:
+    """Each dimension of `t`: a Python int when static, else a scalar tensor."""
+    dynamic = tf.shape(t)
+    return [d if d is not None else dynamic[i] for i, d in enumerate(t.shape)]
+
+
 def _lstm_layer(
     x: tf.Tensor,
     h0: tf.Tensor,
@@ -259,10 +264,11 @@ def _lstm_layer(
     bidirectional: bool,
     training: bool = True,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    # Shapes are read at run time: the trace is shared by every layer size.
-    steps, batch = tf.shape(x)[0], tf.shape(x)[1]
+    # Static sizes where the trace knows them, else read at run time (the
+    # eager trace is shared by every layer size).
+    steps, batch = _dims(x)[:2]
     num_directions = 2 if bidirectional else 1
-    gate_size, input_size = tf.shape(weight_ih)[1], tf.shape(weight_ih)[2]
+    gate_size, input_size = _dims(weight_ih)[1:]
 
     # Input projections of all time steps and both directions: one matmul.
     x_gates = tf.matmul(
@@ -287,9 +293,19 @@ def _lstm_layer(
     return ys, h_n, c_n
 
 
-# One graph op for the whole sequence, also when called eagerly; weights are
-# arguments (not captures), so every layer with the same shapes shares a trace.
-lstm_layer = tf.function(_lstm_layer, reduce_retracing=True, autograph=False)
+# Eager calls go through one tf.function (a graph op for the whole sequence;
+# weights are arguments, so layers of the same shapes share a trace). Inside
+# a graph being built (Keras fit, export, tf.function) the layer is inlined
+# instead, so that static shapes (e.g. a fixed batch for TFLite) reach the loop.
+_lstm_layer_fn = tf.function(_lstm_layer, reduce_retracing=True, autograph=False)
+
+
+def lstm_layer(*args, **kwargs):
+    if tf.executing_eagerly():
+        return _lstm_layer_fn(*args, **kwargs)
+    return _lstm_layer(*args, **kwargs)
+
+
 lstm_layer.__doc__ = """One LSTM layer (one or two directions) over a whole sequence.
 
 Args:

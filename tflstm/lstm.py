@@ -265,7 +265,7 @@ class LSTM(keras.layers.Layer):
 
         n_states = self.num_directions * self.num_layers
         if hx is None:
-            batch = tf.shape(x)[1]
+            batch = x.shape[1] if x.shape[1] is not None else tf.shape(x)[1]
             h0 = tf.zeros([n_states, batch, self.output_size], x.dtype)
             c0 = tf.zeros([n_states, batch, self.hidden_size], x.dtype)
         else:

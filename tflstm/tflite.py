@@ -22,6 +22,16 @@ streams a sequence chunk by chunk. The sequence length can be resized at run
 time; the batch size is fixed at export (the fused op requires it) and
 defaults to 1. Weights are stored in float32. `run_tflite` calls such a model
 with torch's conventions.
+
+Which path each layer gets: `export_tflite` gives every `tflstm.LSTM`
+configuration the fused op (linear in L), and a `tflstm.LSTMCell` a few
+builtin ops. Keras's own `model.export(path, format="litert")` also works
+on models holding a `tflstm.LSTM`, with builtin ops only, as a WHILE loop
+(the builtin fallback): it needs a static batch, e.g.
+`input_signature=[tf.TensorSpec([1, None, H_in])]` (with Keras's default
+dynamic batch the converted model fails in LiteRT, as the TensorList
+lowering then allocates with an unknown size), and its time grows with the
+square of L (TFLite's WHILE copies every loop-carried tensor each step).
 """
 
 from __future__ import annotations
@@ -35,8 +45,10 @@ import numpy as np
 import tensorflow as tf
 
 from tflstm import _errors
+from tflstm._ops import _plain, _step
 from tflstm._params import lstm_param_name
 from tflstm.lstm import LSTM
+from tflstm.lstm_cell import LSTMCell
 
 
 def _state_name(kind: str, layer: int, direction: int) -> str:
@@ -197,10 +209,46 @@ def _patch(flatbuffer: bytes, layer: LSTM, weights: dict) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
+def _convert_cell(cell: LSTMCell, batch_size: int) -> bytes:
+    """One step, no loop: a handful of builtin ops (FULLY_CONNECTED, LOGISTIC,
+    TANH, MUL, ADD), TensorFlow's float32 activations as in inference."""
+    weight_ih, weight_hh = (
+        getattr(cell, n).numpy().astype("float32") for n in ("weight_ih", "weight_hh")
+    )
+    bias = np.zeros(4 * cell.hidden_size, "float32")
+    if cell.bias:
+        bias = (cell.bias_ih.numpy() + cell.bias_hh.numpy()).astype("float32")
+    shape = [batch_size, cell.hidden_size]
+    specs = [
+        tf.TensorSpec([batch_size, cell.input_size], tf.float32, name="input"),
+        tf.TensorSpec(shape, tf.float32, name="h_0"),
+        tf.TensorSpec(shape, tf.float32, name="c_0"),
+    ]
+
+    @tf.function(input_signature=specs, autograph=False)
+    def serve(input, h_0, c_0):
+        x_gates = tf.matmul(input, tf.constant(weight_ih), transpose_b=True) + bias
+        h, c, _, _ = _step(x_gates, h_0, c_0, tf.constant(weight_hh), None, _plain)
+        return {"h_1": h, "c_1": c}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [serve.get_concrete_function()], tf.Module()
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
+
+
 def export_tflite(
-    layer: LSTM, path: str | os.PathLike | None = None, *, batch_size: int = 1
+    layer: LSTM | LSTMCell,
+    path: str | os.PathLike | None = None,
+    *,
+    batch_size: int = 1,
 ) -> bytes:
-    """Converts a `tflstm.LSTM` to a `.tflite` model (see the module docstring).
+    """Converts a `tflstm.LSTM` (or `LSTMCell`) to a `.tflite` model (see the
+    module docstring).
+
+    An `LSTMCell` becomes one step with inputs `input`, `h_0`, `c_0` and
+    outputs `h_1`, `c_1`.
 
     Args:
         layer: The layer to export; every configuration is supported.
@@ -210,13 +258,16 @@ def export_tflite(
     Returns:
         The `.tflite` flatbuffer.
     """
-    if not isinstance(layer, LSTM):
+    if not isinstance(layer, (LSTM, LSTMCell)):
         raise TypeError(
-            "Expected a tflstm.LSTM. Received: an object of type "
-            f"{type(layer).__name__}"
+            "Expected a tflstm.LSTM or tflstm.LSTMCell. Received: an object of "
+            f"type {type(layer).__name__}"
         )
     _errors.check_int("batch_size", batch_size, minimum=1)
-    flatbuffer = _convert(layer, batch_size)
+    if isinstance(layer, LSTMCell):
+        flatbuffer = _convert_cell(layer, batch_size)
+    else:
+        flatbuffer = _convert(layer, batch_size)
     if path is not None:
         with open(path, "wb") as f:
             f.write(flatbuffer)
@@ -256,10 +307,18 @@ def run_tflite(
         hx: `(h_0, c_0)` in torch's layout `(D*num_layers, N, H)`, or None.
 
     Returns:
-        `(output, (h_n, c_n))` as numpy arrays, in torch's layout.
+        `(output, (h_n, c_n))` as numpy arrays, in torch's layout; `(h_1, c_1)`
+        for an exported `LSTMCell` (its `input` is `(N, H_in)`).
     """
     from ai_edge_litert.interpreter import Interpreter
 
+    interpreter = Interpreter(model_content=flatbuffer, num_threads=num_threads)
+    runner = interpreter.get_signature_runner("serving_default")
+    if "num_layers" not in layer_config:  # an LSTMCell: one step
+        zeros = np.zeros((len(input), layer_config["hidden_size"]), "float32")
+        h_0, c_0 = hx if hx is not None else (zeros, zeros)
+        out = runner(input=np.asarray(input, "float32"), h_0=h_0, c_0=c_0)
+        return out["h_1"], out["c_1"]
     d_count = 2 if layer_config["bidirectional"] else 1
     n_states = d_count * layer_config["num_layers"]
     batch = input.shape[0 if layer_config["batch_first"] else 1]
@@ -274,8 +333,7 @@ def run_tflite(
         k, d = divmod(s, d_count)
         feed[_state_name("h_0", k, d)] = np.asarray(hx[0][s], "float32")
         feed[_state_name("c_0", k, d)] = np.asarray(hx[1][s], "float32")
-    interpreter = Interpreter(model_content=flatbuffer, num_threads=num_threads)
-    result = interpreter.get_signature_runner("serving_default")(**feed)
+    result = runner(**feed)
     names = [divmod(s, d_count) for s in range(n_states)]
     h_n = np.stack([result[_state_name("h_n", k, d)] for k, d in names])
     c_n = np.stack([result[_state_name("c_n", k, d)] for k, d in names])
