@@ -4,7 +4,8 @@
 
 Streaming-like shape (N=1, H_in=40, H=256), LiteRT with 2 threads, median of
 9 runs after 2 warm-ups, at L = 100 and L = 1,000, with torch.nn.LSTM in the
-same process for reference. A linear-time model has a ratio near 10 (the
+same process for reference, for the fused export and the builtin WHILE
+fallback (`fused=False`). A linear-time model has a ratio near 10 (the
 target is <= 12). Timings, not tests: this machine is shared and noisy.
 """
 
@@ -45,9 +46,12 @@ def main(out_path: str | None = None) -> dict:
     torch.manual_seed(0)
     module = torch.nn.LSTM(40, 256).eval()
     layer = converters.from_torch(module)
-    runner = Interpreter(
-        model_content=export_tflite(layer), num_threads=2
-    ).get_signature_runner("serving_default")
+    runners = {
+        name: Interpreter(
+            model_content=export_tflite(layer, fused=fused), num_threads=2
+        ).get_signature_runner("serving_default")
+        for name, fused in (("tflite", True), ("tflite_fallback", False))
+    }
     zeros = {
         "h_0_l0": np.zeros((1, 256), "float32"),
         "c_0_l0": np.zeros((1, 256), "float32"),
@@ -61,10 +65,14 @@ def main(out_path: str | None = None) -> dict:
         xt = torch.from_numpy(x)
         with torch.no_grad():
             result[f"torch_ms_L{steps}"] = median_ms(lambda xt=xt: module(xt))
-        result[f"tflite_ms_L{steps}"] = median_ms(lambda x=x: runner(input=x, **zeros))
-    result["tflite_ratio_L1000_over_L100"] = (
-        result["tflite_ms_L1000"] / result["tflite_ms_L100"]
-    )
+        for name, runner in runners.items():
+            result[f"{name}_ms_L{steps}"] = median_ms(
+                lambda x=x, runner=runner: runner(input=x, **zeros)
+            )
+    for name in runners:
+        result[f"{name}_ratio_L1000_over_L100"] = (
+            result[f"{name}_ms_L1000"] / result[f"{name}_ms_L100"]
+        )
     result["tflite_over_torch_L100"] = (
         result["tflite_ms_L100"] / result["torch_ms_L100"]
     )

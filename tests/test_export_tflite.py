@@ -42,22 +42,31 @@ def _torch(module, x, hx):
     return output.numpy(), h_n.numpy(), c_n.numpy()
 
 
-def test_every_configuration_matches_torch_in_litert():
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "fallback"])
+def test_every_configuration_matches_torch_in_litert(fused):
     rng = np.random.default_rng(0)
     errors = {}
     for i, cfg in enumerate(GRID):
         torch.manual_seed(i)
         module = torch.nn.LSTM(H_IN, H, **cfg)
         layer = converters.from_torch(module)
-        flatbuffer = export_tflite(layer, batch_size=BATCH)
+        flatbuffer = export_tflite(layer, batch_size=BATCH, fused=fused)
         ops = tflite_ops(flatbuffer)
-        assert set(ops) <= ALLOWED_OPS, (cfg, ops)  # builtins only: no Flex, no WHILE
-        assert (
-            ops.count("UNIDIRECTIONAL_SEQUENCE_LSTM")
-            == layer.num_layers * layer.num_directions
-        )
-        # Two lengths from one file, and a batch resized at run time.
-        for steps, batch in [(6, BATCH), (17, BATCH), (9, 3)]:
+        assert not any(op.startswith(("CUSTOM", "DELEGATE")) for op in ops), (
+            ops
+        )  # no Flex
+        if fused:  # the fused op, one per layer and direction, and no loop
+            assert set(ops) <= ALLOWED_OPS, (cfg, ops)
+            assert (
+                ops.count("UNIDIRECTIONAL_SEQUENCE_LSTM")
+                == layer.num_layers * layer.num_directions
+            )
+        else:  # the builtin fallback: one WHILE loop per layer
+            assert ops.count("WHILE") == layer.num_layers, (cfg, ops)
+            assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in ops
+        # Two lengths from one file, and (fused op only) a batch resized at run time.
+        shapes = [(6, BATCH), (17, BATCH)] + ([(9, 3)] if fused else [])
+        for steps, batch in shapes:
             x, hx = _inputs(layer, steps, batch, rng)
             got = run_tflite(flatbuffer, layer.get_config(), x, hx)
             want = _torch(module, x, hx)

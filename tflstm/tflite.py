@@ -24,8 +24,9 @@ defaults to 1. Weights are stored in float32. `run_tflite` calls such a model
 with torch's conventions.
 
 Which path each layer gets: `export_tflite` gives every `tflstm.LSTM`
-configuration the fused op (linear in L), and a `tflstm.LSTMCell` a few
-builtin ops. Keras's own `model.export(path, format="litert")` also works
+configuration the fused op (linear in L), or with `fused=False` the builtin
+fallback (below), and a `tflstm.LSTMCell` a few builtin ops. Keras's own
+`model.export(path, format="litert")` also works
 on models holding a `tflstm.LSTM`, with builtin ops only, as a WHILE loop
 (the builtin fallback): it needs a static batch, e.g.
 `input_signature=[tf.TensorSpec([1, None, H_in])]` (with Keras's default
@@ -45,7 +46,7 @@ import numpy as np
 import tensorflow as tf
 
 from tflstm import _errors
-from tflstm._ops import _plain, _step
+from tflstm._ops import _lstm_layer, _plain, _step
 from tflstm._params import lstm_param_name
 from tflstm.lstm import LSTM
 from tflstm.lstm_cell import LSTMCell
@@ -102,24 +103,79 @@ def _weights(layer: LSTM, k: int, d: int) -> dict[str, np.ndarray]:
     return weights
 
 
-def _convert(layer: LSTM, batch_size: int) -> bytes:
-    d_count = layer.num_directions
-    states = [(k, d) for k in range(layer.num_layers) for d in range(d_count)]
+def _signature(layer: LSTM, batch_size: int) -> tuple[list, list]:
+    """The (layer, direction) pairs, and the specs of `input` and the states."""
+    states = [
+        (k, d) for k in range(layer.num_layers) for d in range(layer.num_directions)
+    ]
     in_shape = [batch_size, None, layer.input_size]
     if not layer.batch_first:
         in_shape = [None, batch_size, layer.input_size]
     specs = [tf.TensorSpec(in_shape, tf.float32, name="input")]
     for k, d in states:
-        specs.append(
-            tf.TensorSpec(
-                [batch_size, layer.output_size], tf.float32, _state_name("h_0", k, d)
+        for kind, size in (("h_0", layer.output_size), ("c_0", layer.hidden_size)):
+            specs.append(
+                tf.TensorSpec([batch_size, size], tf.float32, _state_name(kind, k, d))
             )
+    return states, specs
+
+
+def _convert_fallback(layer: LSTM, batch_size: int) -> bytes:
+    """The layer's inference computation as a WHILE loop of builtin ops.
+
+    Same inputs and outputs as the fused model, but the batch size cannot be
+    resized at run time (LiteRT's XNNPACK delegate refuses); time grows with L squared
+    (TFLite's WHILE copies every loop-carried tensor at each step). Weights
+    are numpy constants, as the converter would keep variables as
+    uninitialised resources.
+    """
+    _, specs = _signature(layer, batch_size)
+    d_count = layer.num_directions
+
+    def stacked(kind: str, k: int) -> np.ndarray:
+        return np.stack(
+            [
+                getattr(layer, lstm_param_name(kind, k, d)).numpy().astype("float32")
+                for d in range(d_count)
+            ]
         )
-        specs.append(
-            tf.TensorSpec(
-                [batch_size, layer.hidden_size], tf.float32, _state_name("c_0", k, d)
+
+    per_layer = []
+    for k in range(layer.num_layers):
+        bias = stacked("bias_ih", k) + stacked("bias_hh", k) if layer.bias else None
+        w_hr = stacked("weight_hr", k) if layer.proj_size else None
+        per_layer.append((stacked("weight_ih", k), stacked("weight_hh", k), bias, w_hr))
+
+    @tf.function(input_signature=specs, autograph=False)
+    def serve(input, *hx):
+        x = input if not layer.batch_first else tf.transpose(input, [1, 0, 2])
+        outputs = {}
+        for k, weights in enumerate(per_layer):
+            pairs = range(k * d_count, (k + 1) * d_count)
+            h_0 = tf.stack([hx[2 * s] for s in pairs])
+            c_0 = tf.stack([hx[2 * s + 1] for s in pairs])
+            constants = [None if w is None else tf.constant(w) for w in weights]
+            x, h_n, c_n = _lstm_layer(
+                x, h_0, c_0, *constants, layer.bidirectional, training=False
             )
-        )
+            for d in range(d_count):
+                outputs[_state_name("h_n", k, d)] = h_n[d]
+                outputs[_state_name("c_n", k, d)] = c_n[d]
+        if layer.batch_first:
+            x = tf.transpose(x, [1, 0, 2])
+        outputs["output"] = x
+        return outputs
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [serve.get_concrete_function()], tf.Module()
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
+
+
+def _convert(layer: LSTM, batch_size: int) -> bytes:
+    d_count = layer.num_directions
+    states, specs = _signature(layer, batch_size)
     weights = {s: _weights(layer, *s) for s in states}
     fused = {s: _fused_lstm() for s in states}
 
@@ -243,6 +299,7 @@ def export_tflite(
     path: str | os.PathLike | None = None,
     *,
     batch_size: int = 1,
+    fused: bool = True,
 ) -> bytes:
     """Converts a `tflstm.LSTM` (or `LSTMCell`) to a `.tflite` model (see the
     module docstring).
@@ -254,6 +311,10 @@ def export_tflite(
         layer: The layer to export; every configuration is supported.
         path: Where to write the model; `None` only returns it.
         batch_size: The batch size N the model is built for. Defaults to 1.
+        fused: `True` (default): the fused LSTM op, linear in L. `False`: the
+            builtin-op fallback, the layer's inference graph as a WHILE loop,
+            with the same inputs and outputs (for runtimes without the fused
+            op; quadratic in L). Ignored for an `LSTMCell`.
 
     Returns:
         The `.tflite` flatbuffer.
@@ -264,10 +325,13 @@ def export_tflite(
             f"type {type(layer).__name__}"
         )
     _errors.check_int("batch_size", batch_size, minimum=1)
+    _errors.check_bool("fused", fused)
     if isinstance(layer, LSTMCell):
         flatbuffer = _convert_cell(layer, batch_size)
-    else:
+    elif fused:
         flatbuffer = _convert(layer, batch_size)
+    else:
+        flatbuffer = _convert_fallback(layer, batch_size)
     if path is not None:
         with open(path, "wb") as f:
             f.write(flatbuffer)
