@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from tflstm import _errors
-from tflstm._ops import lstm_layer
+from tflstm._ops import _dims, lstm_layer
 from tflstm._params import lstm_param_name, lstm_param_shapes
 
 _STATE_LEGEND_H = "(D*num_layers, N, H_out)"
@@ -265,7 +265,7 @@ class LSTM(keras.layers.Layer):
 
         n_states = self.num_directions * self.num_layers
         if hx is None:
-            batch = x.shape[1] if x.shape[1] is not None else tf.shape(x)[1]
+            batch = _dims(x)[1]  # static when known (a fixed batch for TFLite)
             h0 = tf.zeros([n_states, batch, self.output_size], x.dtype)
             c0 = tf.zeros([n_states, batch, self.hidden_size], x.dtype)
         else:
