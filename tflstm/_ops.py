@@ -99,9 +99,9 @@ def _inference_recurrence(
 
     Every op has a TFLite builtin (no float64), so that Keras's
     `model.export(format="litert")` converts it (with a static batch: see
-    `tflstm.tflite`). Its float32 error stays
-    within twice torch's on L = 1,000 (measured 1.6x), and without the
-    training path's bookkeeping it is faster.
+    `tflstm.tflite`). Its float32 error stays within twice torch's on
+    L = 1,000 (measured 1.6x), and without the training path's bookkeeping
+    it is faster.
     """
     steps = tf.shape(x_gates)[0]
     inputs = _sequence(x_gates.dtype, steps, x_gates[0]).unstack(x_gates)
