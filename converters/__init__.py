@@ -33,6 +33,7 @@ _EXPORTS = {
     "compare": "verify",
     "format_report": "verify",
     "random_input": "verify",
+    "random_lengths": "verify",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -73,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
         help="with --format tflite: the batch size the model is built for (default: 1)",
     )
     p.add_argument(
+        "--sequence-lengths",
+        action="store_true",
+        help="with --format savedmodel or tflite: the model also takes an int32 "
+        "input sequence_lengths (N,), PyTorch's packed-sequence semantics for "
+        "right-padded batches",
+    )
+    p.add_argument(
         "--prefix",
         help="the LSTM's prefix in the checkpoint, e.g. encoder.rnn (default: "
         "the only LSTM in the file)",
@@ -137,10 +144,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _verify(layer, module, atol: float, x=None) -> int:
+def _verify(layer, module, atol: float, x=None, sequence_lengths=None) -> int:
     import converters
 
-    report = converters.compare(layer, module, x)
+    report = converters.compare(layer, module, x, sequence_lengths)
     print(converters.format_report(report))
     worst = max(a for a, _ in report.values())
     if worst > atol:
@@ -158,6 +165,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
     if args.format == "keras" and Path(args.output).suffix != ".keras":
         raise CliError(f"expected an output file ending in .keras, got {args.output!r}")
+    if args.sequence_lengths and args.format == "keras":
+        raise CliError(
+            "--sequence-lengths applies to --format savedmodel or tflite (a "
+            ".keras layer takes sequence_lengths= at call time)"
+        )
     state_dict = converters.load_checkpoint(_existing(args.checkpoint))
     prefix = args.prefix
     if prefix is None:
@@ -175,14 +187,19 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         batch_first=args.batch_first or None,
         dtype=args.dtype,
     )
+    if args.sequence_lengths and not isinstance(layer, tflstm.LSTM):
+        raise CliError("--sequence-lengths needs an nn.LSTM, not an nn.LSTMCell")
+    lengths = args.sequence_lengths
     if args.format == "savedmodel":
         from tflstm.export import export_saved_model
 
-        export_saved_model(layer, args.output)
+        export_saved_model(layer, args.output, sequence_lengths=lengths)
     elif args.format == "tflite":
         from tflstm.tflite import export_tflite
 
-        export_tflite(layer, args.output, batch_size=args.batch_size)
+        export_tflite(
+            layer, args.output, batch_size=args.batch_size, sequence_lengths=lengths
+        )
     else:
         if isinstance(layer, tflstm.LSTM):
             inputs = keras.Input(batch_shape=(None, None, layer.input_size))
@@ -197,7 +214,12 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         )
         served = _reload(args.output, args.format, layer)
         x = converters.random_input(layer, batch=args.batch_size)
-        return _verify(served, module, args.atol, x)
+        seq_lengths = None
+        if lengths:
+            steps = x.shape[1 if layer.batch_first else 0]
+            seq_lengths = converters.random_lengths(steps, args.batch_size)
+            print(f"sequence_lengths: {seq_lengths.tolist()}")
+        return _verify(served, module, args.atol, x, seq_lengths)
     return EXIT_OK
 
 
@@ -216,8 +238,10 @@ def _reload(path: str, fmt: str, layer):
         class ServedTFLite:  # what `compare` needs of a layer, backed by LiteRT
             compute_dtype = "float32"
 
-            def __call__(self, x):
-                return run_tflite(flatbuffer, config, x)
+            def __call__(self, x, sequence_lengths=None):
+                return run_tflite(
+                    flatbuffer, config, x, sequence_lengths=sequence_lengths
+                )
 
         return ServedTFLite()
     served = tf.saved_model.load(path).signatures["serving_default"]
@@ -225,8 +249,11 @@ def _reload(path: str, fmt: str, layer):
     class Served:  # what `compare` needs of a layer, backed by the SavedModel
         compute_dtype = layer.compute_dtype
 
-        def __call__(self, x):
-            out = served(input=tf.constant(x))
+        def __call__(self, x, sequence_lengths=None):
+            kwargs = {"input": tf.constant(x)}
+            if sequence_lengths is not None:
+                kwargs["sequence_lengths"] = tf.constant(sequence_lengths, tf.int32)
+            out = served(**kwargs)
             if "h_1" in out:
                 return out["h_1"], out["c_1"]
             return out["output"], (out["h_n"], out["c_n"])

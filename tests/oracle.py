@@ -39,8 +39,16 @@ def _cotangents(shapes: Sequence[tuple[int, ...]], dtype: str, seed: int):
     return [rng.standard_normal(s).astype(dtype) for s in shapes]
 
 
-def run_torch(module, x, hx=None, *, dtype="float64", seed=1, **call_kwargs):
-    """Output tensors and gradients of a fixed random linear loss, in numpy."""
+def run_torch(
+    module, x, hx=None, *, dtype="float64", seed=1, lengths=None, **call_kwargs
+):
+    """Output tensors and gradients of a fixed random linear loss, in numpy.
+
+    With `lengths`, a batched input runs as torch's packed sequence
+    (`pack_padded_sequence(..., enforce_sorted=False)`, then
+    `pad_packed_sequence`); an unbatched one runs on its first `lengths`
+    steps, its output padded with zeros.
+    """
     module = module.to(TORCH_DTYPES[dtype])
     xt = torch.tensor(x, dtype=TORCH_DTYPES[dtype], requires_grad=True)
     inputs = {"input": xt}
@@ -50,7 +58,10 @@ def run_torch(module, x, hx=None, *, dtype="float64", seed=1, **call_kwargs):
             torch.tensor(s, dtype=TORCH_DTYPES[dtype], requires_grad=True) for s in hx
         )
         inputs.update(h_0=hxt[0], c_0=hxt[1])
-    outs = _flatten(module(xt, hxt, **call_kwargs))
+    if lengths is None:
+        outs = _flatten(module(xt, hxt, **call_kwargs))
+    else:
+        outs = _flatten(_packed(module, xt, hxt, lengths))
     cots = _cotangents([tuple(o.shape) for o in outs], dtype, seed)
     loss = sum((o * torch.from_numpy(g)).sum() for o, g in zip(outs, cots, strict=True))
     names = list(inputs) + [n for n, _ in module.named_parameters()]
@@ -59,6 +70,23 @@ def run_torch(module, x, hx=None, *, dtype="float64", seed=1, **call_kwargs):
     result = {f"out{i}": o.detach().numpy() for i, o in enumerate(outs)}
     result.update({f"grad_{n}": g.numpy() for n, g in zip(names, grads, strict=True)})
     return result
+
+
+def _packed(module, xt, hxt, lengths):
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    if xt.dim() == 2:  # unbatched: torch has no packed form; slice and pad
+        n = int(np.reshape(lengths, ()))
+        output, state = module(xt[:n], hxt)
+        pad = output.new_zeros((xt.shape[0] - n, output.shape[1]))
+        return torch.cat([output, pad]), state
+    bf = module.batch_first
+    packed = pack_padded_sequence(
+        xt, torch.as_tensor(lengths, dtype=torch.int64), bf, enforce_sorted=False
+    )
+    output, state = module(packed, hxt)
+    total = xt.shape[1 if bf else 0]
+    return pad_packed_sequence(output, bf, total_length=total)[0], state
 
 
 def run_tflstm(layer, x, hx=None, *, dtype="float64", seed=1, **call_kwargs):

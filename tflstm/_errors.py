@@ -140,6 +140,44 @@ def check_sequence_length(name: str, shape: Shape, axis: int) -> None:
         )
 
 
+def check_integer_dtype(name: str, dtype: Any) -> None:
+    """Lengths are integers (torch converts them to int64; we do not guess)."""
+    dtype = keras.backend.standardize_dtype(dtype)
+    if "int" not in dtype:
+        raise TypeError(
+            f"Expected `{name}` of an integer dtype. Received: {name}.dtype={dtype}"
+        )
+
+
+LENGTHS_MESSAGE = (
+    "Expected every sequence length from `{}` in [1, L] (L = the input's "
+    "sequence length)."
+)
+MASK_PADDING_MESSAGE = (
+    "Expected a right-padded `mask`: True for the first `length` steps of each "
+    "sequence, False after them (PyTorch's packed sequences)."
+)
+
+
+def check_length_values(
+    source: str, lengths: Any, steps: int, unpadded: Sequence[int] = ()
+) -> None:
+    """Concrete lengths (from `sequence_lengths` or a mask) lie in [1, L];
+    `unpadded` lists the batch elements whose mask is not right-padded."""
+    if len(unpadded):
+        raise ValueError(
+            f"{MASK_PADDING_MESSAGE} Received: a mask with a False step before a "
+            f"True step in batch element(s) {list(unpadded)[:5]}"
+        )
+    bad = {i: n for i, n in enumerate(lengths.tolist()) if not 1 <= n <= steps}
+    if bad:
+        shown = dict(list(bad.items())[:5])
+        raise ValueError(
+            f"{LENGTHS_MESSAGE.format(source)} Received: L={steps} and the "
+            f"lengths {shown} (batch element: length)"
+        )
+
+
 def check_state_pair(name: str, value: object) -> None:
     """`hx` is a pair `(h_0, c_0)`."""
     if not isinstance(value, (tuple, list)) or len(value) != 2:

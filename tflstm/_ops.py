@@ -93,6 +93,7 @@ def _inference_recurrence(
     c0: tf.Tensor,
     weight_hh: tf.Tensor,
     weight_hr: tf.Tensor | None,
+    mask: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """`_recurrence` for inference: stores only the outputs, autodiff gradient,
     TensorFlow's own sigmoid and tanh.
@@ -107,8 +108,15 @@ def _inference_recurrence(
     inputs = _sequence(x_gates.dtype, steps, x_gates[0]).unstack(x_gates)
 
     def step(t, h, c, hs):
-        h, c, _, _ = _step(inputs.read(t), h, c, weight_hh, weight_hr, _plain)
-        return h, c, hs.write(t, h)
+        h_new, c_new, _, _ = _step(inputs.read(t), h, c, weight_hh, weight_hr, _plain)
+        if mask is None:
+            return h_new, c_new, hs.write(t, h_new)
+        valid = mask[t]
+        return (
+            tf.where(valid, h_new, h),
+            tf.where(valid, c_new, c),
+            hs.write(t, tf.where(valid, h_new, tf.zeros_like(h_new))),
+        )
 
     h_n, c_n, hs = _loop(steps, step, (h0, c0, _sequence(h0.dtype, steps, h0)))
     return hs.stack(), h_n, c_n
@@ -120,12 +128,18 @@ def _recurrence(
     c0: tf.Tensor,
     weight_hh: tf.Tensor,
     weight_hr: tf.Tensor | None,
+    mask: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """The training path: `lstm_step` over the leading time axis of `x_gates`
     in one loop op, activations one precision up, gradient written by hand.
 
-    Shapes: x_gates (L, D, N, 4*H), h0 (D, N, H_out), c0 (D, N, H).
-    Returns the stacked hidden states (L, D, N, H_out) and the final (h, c).
+    Shapes: x_gates (L, D, N, 4*H), h0 (D, N, H_out), c0 (D, N, H), mask
+    (L, 1, N, 1) bool or None. Returns the stacked hidden states
+    (L, D, N, H_out) and the final (h, c).
+
+    With a mask (packed sequences), a step where it is False keeps the
+    states, outputs 0 and, in the gradient, passes the state gradients
+    through unchanged and gives 0 to its gates.
 
     The gradient is written by hand (backpropagation through time in one
     reverse loop) so that the weight gradients are one matmul over all L*N
@@ -133,24 +147,34 @@ def _recurrence(
     float32 additions in sequence: on L = 1,000 the latter is 2-4 times less
     accurate than torch.
     """
+
+    @tf.custom_gradient
+    def grad_fn(*args):
+        return _recurrence_grad(mask, *args)
+
     if weight_hr is None:
-        return _recurrence_grad(x_gates, h0, c0, weight_hh)
-    return _recurrence_grad(x_gates, h0, c0, weight_hh, weight_hr)
+        return grad_fn(x_gates, h0, c0, weight_hh)
+    return grad_fn(x_gates, h0, c0, weight_hh, weight_hr)
 
 
-@tf.custom_gradient
-def _recurrence_grad(x_gates, h0, c0, weight_hh, *maybe_weight_hr):
+def _recurrence_grad(mask, x_gates, h0, c0, weight_hh, *maybe_weight_hr):
     weight_hr = maybe_weight_hr[0] if maybe_weight_hr else None
     dtype = x_gates.dtype
     steps = tf.shape(x_gates)[0]
     inputs = _sequence(dtype, steps, x_gates[0]).unstack(x_gates)
 
     def step(t, h, c, hs, cs, acts, ms):
-        h, c, gates, m = _step(inputs.read(t), h, c, weight_hh, weight_hr)
+        h_new, c_new, gates, m = _step(inputs.read(t), h, c, weight_hh, weight_hr)
         if weight_hr is not None:
             ms = ms.write(t, m)
         acts = acts.write(t, tf.concat(gates, -1))
-        return h, c, hs.write(t, h), cs.write(t, c), acts, ms
+        if mask is None:
+            h, c, y = h_new, c_new, h_new
+        else:  # past its length, a sequence keeps its state and outputs 0
+            valid = mask[t]
+            h, c = tf.where(valid, h_new, h), tf.where(valid, c_new, c)
+            y = tf.where(valid, h_new, tf.zeros_like(h_new))
+        return h, c, hs.write(t, y), cs.write(t, c), acts, ms
 
     h_n, c_n, hs, cs, acts, ms = _loop(
         steps,
@@ -177,14 +201,14 @@ def _recurrence_grad(x_gates, h0, c0, weight_hh, *maybe_weight_hr):
             tf.concat([c0[None], cs_stacked[:-1]], 0)
         )
 
-        def back(t, dh, dc, d_gates, d_hs_total):
-            dh = dh + d_hs.read(t)
-            d_hs_total = d_hs_total.write(t, dh)
+        def back(t, dh_next, dc_next, d_gates, d_hs_total):
+            dh = dh_next + d_hs.read(t)
             dm = tf.matmul(dh, weight_hr) if weight_hr is not None else dh
             i, f, g, o = tf.split(acts.read(t), 4, axis=-1)
             c, c_prev = cs.read(t), c_prevs.read(t)
             tanh_c = _widened(tf.tanh, c)
-            dc = dc + dm * o * (1 - tanh_c * tanh_c)
+            dh_out = dh
+            dc = dc_next + dm * o * (1 - tanh_c * tanh_c)
             dz = tf.concat(
                 [
                     dc * g * i * (1 - i),
@@ -194,8 +218,15 @@ def _recurrence_grad(x_gates, h0, c0, weight_hh, *maybe_weight_hr):
                 ],
                 -1,
             )
-            dh = tf.matmul(dz, weight_hh)
-            return dh, dc * f, d_gates.write(t, dz), d_hs_total
+            dh, dc = tf.matmul(dz, weight_hh), dc * f
+            if mask is not None:  # a padded step: states pass, gates get 0
+                valid = mask[t]
+                dz = tf.where(valid, dz, tf.zeros_like(dz))
+                dh = tf.where(valid, dh, dh_next)
+                dc = tf.where(valid, dc, dc_next)
+                dh_out = tf.where(valid, dh_out, tf.zeros_like(dh_out))
+            d_hs_total = d_hs_total.write(t, dh_out)
+            return dh, dc, d_gates.write(t, dz), d_hs_total
 
         d_h0, d_c0, d_gates, d_hs_total = _loop(
             steps,
@@ -263,10 +294,23 @@ def _lstm_layer(
     weight_hr: tf.Tensor | None,
     bidirectional: bool,
     training: bool = True,
+    lengths: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     # Static sizes where the trace knows them, else read at run time (the
     # eager trace is shared by every layer size).
     steps, batch = _dims(x)[:2]
+    mask = None
+    if lengths is None:
+
+        def reverse(t):
+            return tf.reverse(t, [0])
+
+    else:  # packed sequences: (L, 1, N, 1), True at t < lengths[n]
+        mask = tf.transpose(tf.sequence_mask(lengths, steps))[:, None, :, None]
+
+        def reverse(t):  # each sequence's own valid steps, padding stays put
+            return tf.reverse_sequence(t, lengths, seq_axis=0, batch_axis=1)
+
     num_directions = 2 if bidirectional else 1
     gate_size, input_size = _dims(weight_ih)[1:]
 
@@ -281,13 +325,13 @@ def _lstm_layer(
     x_gates = tf.reshape(x_gates, [steps, batch, num_directions, gate_size])
     x_gates = tf.transpose(x_gates, [0, 2, 1, 3])  # (L, D, N, 4H)
     if bidirectional:
-        x_gates = tf.stack([x_gates[:, 0], tf.reverse(x_gates[:, 1], [0])], axis=1)
+        x_gates = tf.stack([x_gates[:, 0], reverse(x_gates[:, 1])], axis=1)
 
     recurrence = _recurrence if training else _inference_recurrence
-    ys, h_n, c_n = recurrence(x_gates, h0, c0, weight_hh, weight_hr)
+    ys, h_n, c_n = recurrence(x_gates, h0, c0, weight_hh, weight_hr, mask)
 
     if bidirectional:
-        ys = tf.stack([ys[:, 0], tf.reverse(ys[:, 1], [0])], axis=1)
+        ys = tf.stack([ys[:, 0], reverse(ys[:, 1])], axis=1)
     ys = tf.transpose(ys, [0, 2, 1, 3])  # (L, N, D, H_out)
     ys = tf.reshape(ys, [steps, batch, -1])
     return ys, h_n, c_n
@@ -318,6 +362,10 @@ Args:
     bidirectional: whether D is 2 (a Python bool: part of the trace key).
     training: the training path (hand-written gradient, activations one
         precision up) or the inference path (see `_inference_recurrence`).
+    lengths: None, or the valid length of each sequence, int32 (N,) in
+        [1, L] (PyTorch's packed sequences): the output is 0 past it, the
+        final states are those of each sequence's last valid step and the
+        backward direction starts there.
 
 Returns:
     `(output, h_n, c_n)`: output (L, N, D*H_out), forward then backward

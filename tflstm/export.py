@@ -6,6 +6,10 @@ both with dynamic batch size and sequence length:
 - `serving_default`: `input` -> `output`, `h_n`, `c_n` (zero initial state);
 - `with_state`: `input`, `h_0`, `c_0` -> `output`, `h_n`, `c_n`.
 
+With `sequence_lengths=True` (LSTM only) both signatures also take
+`sequence_lengths`, int32 `(N,)`: PyTorch's packed-sequence semantics for
+right-padded batches (see `tflstm.LSTM`).
+
 `with_state` is also the streaming mode: feed a sequence chunk by chunk, each
 call taking the `h_n`, `c_n` of the previous one; for a unidirectional LSTM
 this equals running the whole sequence at once. (A bidirectional LSTM needs
@@ -24,12 +28,14 @@ from typing import Any
 
 import tensorflow as tf
 
+from tflstm import _errors
 from tflstm.lstm import LSTM
 from tflstm.lstm_cell import LSTMCell
 
 
 def serving_specs(layer: LSTM | LSTMCell) -> dict[str, tf.TensorSpec]:
-    """The `TensorSpec`s of `input`, `h_0` and `c_0` (dynamic batch and length)."""
+    """The `TensorSpec`s of `input`, `h_0`, `c_0` and, for an LSTM,
+    `sequence_lengths` (dynamic batch and length)."""
     dtype = layer.compute_dtype
     if isinstance(layer, LSTMCell):
         return {
@@ -42,21 +48,40 @@ def serving_specs(layer: LSTM | LSTMCell) -> dict[str, tf.TensorSpec]:
         "input": tf.TensorSpec([None, None, layer.input_size], dtype, name="input"),
         "h_0": tf.TensorSpec([n_states, None, layer.output_size], dtype, name="h_0"),
         "c_0": tf.TensorSpec([n_states, None, layer.hidden_size], dtype, name="c_0"),
+        "sequence_lengths": tf.TensorSpec([None], tf.int32, name="sequence_lengths"),
     }
 
 
 class ServingModule(tf.Module):
     """A `tf.Module` holding a tflstm layer and its two serving functions."""
 
-    def __init__(self, layer: LSTM | LSTMCell) -> None:
+    def __init__(
+        self, layer: LSTM | LSTMCell, *, sequence_lengths: bool = False
+    ) -> None:
         if not isinstance(layer, (LSTM, LSTMCell)):
             raise TypeError(
                 "Expected a tflstm.LSTM or tflstm.LSTMCell layer. "
                 f"Received: an object of type {type(layer).__name__}"
             )
+        _errors.check_bool("sequence_lengths", sequence_lengths)
+        if sequence_lengths and isinstance(layer, LSTMCell):
+            raise ValueError(
+                "Expected a tflstm.LSTM for `sequence_lengths=True` (a cell runs "
+                "one step). Received: a tflstm.LSTMCell"
+            )
         super().__init__(name=f"{layer.name}_serving")
         self.layer = layer
         specs = serving_specs(layer)
+        if sequence_lengths:
+            lengths = [specs["sequence_lengths"]]
+            self.serve = tf.function(
+                self._serve_lengths, input_signature=[specs["input"], *lengths]
+            )
+            self.serve_with_state = tf.function(
+                self._serve_with_state_lengths,
+                input_signature=[specs["input"], specs["h_0"], specs["c_0"], *lengths],
+            )
+            return
         self.serve = tf.function(self._serve, input_signature=[specs["input"]])
         self.serve_with_state = tf.function(
             self._serve_with_state,
@@ -77,13 +102,38 @@ class ServingModule(tf.Module):
     ) -> dict[str, tf.Tensor]:
         return self._outputs(self.layer(input, (h_0, c_0), training=False))
 
+    def _serve_lengths(
+        self, input: tf.Tensor, sequence_lengths: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
+        return self._outputs(
+            self.layer(input, training=False, sequence_lengths=sequence_lengths)
+        )
+
+    def _serve_with_state_lengths(
+        self,
+        input: tf.Tensor,
+        h_0: tf.Tensor,
+        c_0: tf.Tensor,
+        sequence_lengths: tf.Tensor,
+    ) -> dict[str, tf.Tensor]:
+        result = self.layer(
+            input, (h_0, c_0), training=False, sequence_lengths=sequence_lengths
+        )
+        return self._outputs(result)
+
     def signatures(self) -> dict[str, Any]:
         return {"serving_default": self.serve, "with_state": self.serve_with_state}
 
 
-def export_saved_model(layer: LSTM | LSTMCell, path: str | os.PathLike) -> None:
+def export_saved_model(
+    layer: LSTM | LSTMCell,
+    path: str | os.PathLike,
+    *,
+    sequence_lengths: bool = False,
+) -> None:
     """Writes `layer` as a SavedModel with the `serving_default` and
-    `with_state` signatures (see the module docstring).
+    `with_state` signatures (see the module docstring); with
+    `sequence_lengths=True`, both also take `sequence_lengths`.
 
     >>> import tempfile, numpy as np, tensorflow as tf
     >>> from tflstm import LSTM
@@ -94,5 +144,5 @@ def export_saved_model(layer: LSTM | LSTMCell, path: str | os.PathLike) -> None:
     >>> sorted((k, tuple(v.shape)) for k, v in out.items())
     [('c_n', (2, 2, 5)), ('h_n', (2, 2, 5)), ('output', (7, 2, 5))]
     """
-    module = ServingModule(layer)
+    module = ServingModule(layer, sequence_lengths=sequence_lengths)
     tf.saved_model.save(module, os.fspath(path), signatures=module.signatures())

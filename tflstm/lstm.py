@@ -97,6 +97,18 @@ class LSTM(keras.layers.Layer):
             float32 activations, stores nothing for a gradient and converts
             to TFLite (gradients through it are still correct, and within
             1e-5 of torch on the test grid).
+        sequence_lengths: `None`, or the length of each sequence of a
+            right-padded batch, integers `(N,)` in `[1, L]` (a scalar for
+            unbatched input): PyTorch's `pack_padded_sequence(input, lengths,
+            enforce_sorted=False)` -> LSTM -> `pad_packed_sequence`. Past its
+            length a sequence's `output` is 0, its `h_n`, `c_n` are those of
+            its last valid step, the backward direction starts at that step,
+            and the padding is never read.
+        mask: A Keras mask, boolean, laid out as the input's leading axes
+            (`(L, N)`, `(N, L)` with `batch_first=True`, `(L,)` unbatched);
+            Keras passes it from `Embedding(mask_zero=True)` or `Masking`.
+            It must be right-padded (True, then False); it gives the lengths
+            when `sequence_lengths` is not given. `output` keeps the mask.
 
     Returns:
         `(output, (h_n, c_n))`, shaped as above; only `output` with
@@ -222,13 +234,94 @@ class LSTM(keras.layers.Layer):
         return (output, (h_n, c_n)) if self.return_state else output
 
     def compute_output_spec(
-        self, input: Any, hx: Any = None, training: bool | None = None
+        self,
+        input: Any,
+        hx: Any = None,
+        training: bool | None = None,
+        sequence_lengths: Any = None,
+        mask: Any = None,
     ) -> tuple:
-        self._check_inputs(input, hx)
+        batched = self._check_inputs(input, hx)
+        self._check_lengths(input, batched, sequence_lengths, mask)
         shapes = self.compute_output_shape(tuple(input.shape))
         return keras.tree.map_shape_structure(
             lambda shape: keras.KerasTensor(shape, self.compute_dtype), shapes
         )
+
+    def compute_mask(self, input: Any, previous_mask: Any = None) -> Any:
+        # `output` keeps the input's mask (padded steps are 0); states have none.
+        if previous_mask is None:
+            return None
+        return (previous_mask, (None, None)) if self.return_state else previous_mask
+
+    def _check_lengths(
+        self, input: Any, batched: bool, sequence_lengths: Any, mask: Any
+    ) -> None:
+        """Static checks of `sequence_lengths` or `mask` (dtype and shape)."""
+        shape = tuple(input.shape)
+        steps = shape[1 if batched and self.batch_first else 0]
+        batch = shape[0 if self.batch_first else 1] if batched else None
+        if sequence_lengths is not None:
+            _errors.check_integer_dtype("sequence_lengths", sequence_lengths.dtype)
+            lengths_shape = tuple(sequence_lengths.shape)
+            if batched:
+                _errors.check_shape("sequence_lengths", lengths_shape, (batch,), "(N,)")
+            elif lengths_shape not in ((), (1,)):
+                _errors.check_shape("sequence_lengths", lengths_shape, (), "()")
+        elif mask is not None:
+            expected = (steps,)
+            legend = "(L,)"
+            if batched:
+                expected = (batch, steps) if self.batch_first else (steps, batch)
+                legend = "(N, L)" if self.batch_first else "(L, N)"
+            _errors.check_shape("mask", tuple(mask.shape), expected, legend)
+
+    def _lengths(
+        self, x: tf.Tensor, batched: bool, sequence_lengths: Any, mask: Any
+    ) -> tuple[tf.Tensor | None, list]:
+        """The int32 lengths (N,) for time-major `x`, and run-time checks.
+
+        Concrete values are checked here (a ValueError before any work); in a
+        graph, the checks are assertions that run before the LSTM.
+        """
+        if sequence_lengths is None and mask is None:
+            return None, []
+        steps = _dims(x)[0]
+        if sequence_lengths is not None:
+            lengths = tf.reshape(tf.cast(sequence_lengths, tf.int32), [-1])
+            source = "sequence_lengths"
+            padded_ok = None
+        else:
+            mask = tf.cast(mask, tf.bool)
+            mask = tf.reshape(mask, [-1, 1]) if not batched else mask
+            if batched and self.batch_first:
+                mask = tf.transpose(mask)  # (L, N)
+            lengths = tf.reduce_sum(tf.cast(mask, tf.int32), 0)
+            padded_ok = tf.reduce_all(
+                tf.equal(mask, tf.transpose(tf.sequence_mask(lengths, steps)))
+            )
+            source = "mask"
+        if tf.executing_eagerly():
+            unpadded = ()
+            if padded_ok is not None and not bool(padded_ok):
+                right = tf.transpose(tf.sequence_mask(lengths, steps))
+                rows = tf.reduce_any(tf.not_equal(mask, right), axis=0)
+                unpadded = tf.where(rows)[:, 0].numpy().tolist()
+            _errors.check_length_values(source, lengths.numpy(), int(steps), unpadded)
+            return lengths, []
+        checks = [
+            tf.debugging.assert_greater_equal(
+                lengths, 1, message=_errors.LENGTHS_MESSAGE.format(source)
+            ),
+            tf.debugging.assert_less_equal(
+                lengths, steps, message=_errors.LENGTHS_MESSAGE.format(source)
+            ),
+        ]
+        if padded_ok is not None:
+            checks.append(
+                tf.debugging.Assert(padded_ok, [_errors.MASK_PADDING_MESSAGE])
+            )
+        return lengths, checks
 
     # -- computation ----------------------------------------------------------
 
@@ -248,20 +341,35 @@ class LSTM(keras.layers.Layer):
         return stack("weight_ih"), stack("weight_hh"), bias, weight_hr
 
     def call(
-        self, input: Any, hx: Any = None, training: bool | None = None
+        self,
+        input: Any,
+        hx: Any = None,
+        training: bool | None = None,
+        sequence_lengths: Any = None,
+        mask: Any = None,
     ) -> tf.Tensor | tuple[tf.Tensor, tuple[tf.Tensor, tf.Tensor]]:
         batched = self._check_inputs(input, hx)
+        if sequence_lengths is not None:
+            sequence_lengths = tf.convert_to_tensor(sequence_lengths)
+        self._check_lengths(input, batched, sequence_lengths, mask)
         x = tf.convert_to_tensor(input, dtype=self.compute_dtype)
         if not batched:
             x = x[:, None]
         elif self.batch_first:
             x = tf.transpose(x, [1, 0, 2])
-        if tf.executing_eagerly() or x.shape[0] is not None:
-            steps_ok = tf.constant(True)
-        else:  # unknown length: torch's "no empty sequence" rule at run time
-            steps_ok = tf.debugging.assert_positive(
-                tf.shape(x)[0], message="Expected a sequence length of at least 1."
+        checks = []
+        if not (tf.executing_eagerly() or x.shape[0] is not None):
+            # unknown length: torch's "no empty sequence" rule at run time
+            checks.append(
+                tf.debugging.assert_positive(
+                    tf.shape(x)[0], message="Expected a sequence length of at least 1."
+                )
             )
+        lengths, length_checks = self._lengths(x, batched, sequence_lengths, mask)
+        checks += length_checks
+        if lengths is not None:  # padding never reaches the math (even NaN)
+            valid = tf.transpose(tf.sequence_mask(lengths, _dims(x)[0]))[..., None]
+            x = tf.where(valid, x, tf.zeros_like(x))
 
         n_states = self.num_directions * self.num_layers
         if hx is None:
@@ -274,7 +382,7 @@ class LSTM(keras.layers.Layer):
                 h0, c0 = h0[:, None], c0[:, None]
 
         h_n, c_n = [], []
-        with tf.control_dependencies([steps_ok]):
+        with tf.control_dependencies(checks):
             for layer in range(self.num_layers):
                 states = slice(
                     layer * self.num_directions, (layer + 1) * self.num_directions
@@ -286,6 +394,7 @@ class LSTM(keras.layers.Layer):
                     *self._stacked_weights(layer),
                     self.bidirectional,
                     bool(training),
+                    lengths,
                 )
                 x.set_shape([None, None, self.num_directions * self.output_size])
                 h_n.append(h)

@@ -103,8 +103,9 @@ def _weights(layer: LSTM, k: int, d: int) -> dict[str, np.ndarray]:
     return weights
 
 
-def _signature(layer: LSTM, batch_size: int) -> tuple[list, list]:
-    """The (layer, direction) pairs, and the specs of `input` and the states."""
+def _signature(layer: LSTM, batch_size: int, lengths: bool) -> tuple[list, list]:
+    """The (layer, direction) pairs, and the specs of `input`, the states and
+    (with `lengths`) `sequence_lengths`."""
     states = [
         (k, d) for k in range(layer.num_layers) for d in range(layer.num_directions)
     ]
@@ -117,10 +118,18 @@ def _signature(layer: LSTM, batch_size: int) -> tuple[list, list]:
             specs.append(
                 tf.TensorSpec([batch_size, size], tf.float32, _state_name(kind, k, d))
             )
+    if lengths:
+        specs.append(tf.TensorSpec([batch_size], tf.int32, "sequence_lengths"))
     return states, specs
 
 
-def _convert_fallback(layer: LSTM, batch_size: int) -> bytes:
+def _valid_steps(x: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+    """(L, N, 1) float32: 1 where t < lengths[n], else 0."""
+    valid = tf.transpose(tf.sequence_mask(lengths, tf.shape(x)[0]))
+    return tf.cast(valid, tf.float32)[..., None]
+
+
+def _convert_fallback(layer: LSTM, batch_size: int, lengths: bool) -> bytes:
     """The layer's inference computation as a WHILE loop of builtin ops.
 
     Same inputs and outputs as the fused model, but the batch size cannot be
@@ -129,7 +138,7 @@ def _convert_fallback(layer: LSTM, batch_size: int) -> bytes:
     are numpy constants, as the converter would keep variables as
     uninitialised resources.
     """
-    _, specs = _signature(layer, batch_size)
+    _, specs = _signature(layer, batch_size, lengths)
     d_count = layer.num_directions
 
     def stacked(kind: str, k: int) -> np.ndarray:
@@ -149,6 +158,9 @@ def _convert_fallback(layer: LSTM, batch_size: int) -> bytes:
     @tf.function(input_signature=specs, autograph=False)
     def serve(input, *hx):
         x = input if not layer.batch_first else tf.transpose(input, [1, 0, 2])
+        seq_lengths = hx[-1] if lengths else None
+        if lengths:
+            x = x * _valid_steps(x, seq_lengths)
         outputs = {}
         for k, weights in enumerate(per_layer):
             pairs = range(k * d_count, (k + 1) * d_count)
@@ -156,7 +168,7 @@ def _convert_fallback(layer: LSTM, batch_size: int) -> bytes:
             c_0 = tf.stack([hx[2 * s + 1] for s in pairs])
             constants = [None if w is None else tf.constant(w) for w in weights]
             x, h_n, c_n = _lstm_layer(
-                x, h_0, c_0, *constants, layer.bidirectional, training=False
+                x, h_0, c_0, *constants, layer.bidirectional, False, seq_lengths
             )
             for d in range(d_count):
                 outputs[_state_name("h_n", k, d)] = h_n[d]
@@ -173,34 +185,71 @@ def _convert_fallback(layer: LSTM, batch_size: int) -> bytes:
     return converter.convert()
 
 
-def _convert(layer: LSTM, batch_size: int) -> bytes:
+# Packed sequences in the fused op (which has no lengths input): one more
+# input feature, 1 on padded steps, whose kernel row drives the input gate's
+# pre-activation to -_SATURATE and the forget gate's to +_SATURATE. There
+# sigmoid is exactly 0 and 1 in float32, so c_t = 1 * c_{t-1} + 0 * g_t: the
+# cell state passes the padding unchanged (c_n is exact), and on valid steps
+# the extra term is 0 * kernel = 0 (the numbers do not change). h_n is read
+# from the output at each sequence's last valid step, padded outputs are
+# zeroed, and the backward direction runs on REVERSE_SEQUENCE.
+_SATURATE = 1e30
+
+
+def _padding_row(hidden_size: int) -> np.ndarray:
+    row = np.zeros((1, 4 * hidden_size), "float32")
+    row[0, :hidden_size] = -_SATURATE  # input gate: sigmoid -> 0
+    row[0, hidden_size : 2 * hidden_size] = _SATURATE  # forget gate: -> 1
+    return row
+
+
+def _convert(layer: LSTM, batch_size: int, lengths: bool) -> bytes:
     d_count = layer.num_directions
-    states, specs = _signature(layer, batch_size)
+    states, specs = _signature(layer, batch_size, lengths)
     weights = {s: _weights(layer, *s) for s in states}
     fused = {s: _fused_lstm() for s in states}
 
     @tf.function(input_signature=specs, autograph=False)
     def serve(input, *hx):
         x = input if not layer.batch_first else tf.transpose(input, [1, 0, 2])
+        result = {}
+        if lengths:
+            seq_lengths = hx[-1]
+            valid = _valid_steps(x, seq_lengths)
+            x = x * valid
+            last = tf.stack([seq_lengths - 1, tf.range(batch_size)], axis=1)
         for k in range(layer.num_layers):
             outputs = []
             for d in range(d_count):
                 i = 2 * (k * d_count + d)
                 w = weights[k, d]
-                x_d = tf.reverse(x, [0]) if d else x
+                kernel = w["kernel"]
+                if lengths:
+                    kernel = np.concatenate([kernel, _padding_row(layer.hidden_size)])
+                    x_d = tf.reverse_sequence(x, seq_lengths, 0, 1) if d else x
+                    x_d = tf.concat([x_d, 1.0 - valid], -1)
+                else:
+                    x_d = tf.reverse(x, [0]) if d else x
                 _, y, _, _, _ = fused[k, d](
                     x_d,
                     hx[i],
                     hx[i + 1],
-                    tf.constant(w["kernel"]),
+                    tf.constant(kernel),
                     tf.constant(w["recurrent_kernel"]),
                     tf.constant(w["bias"]),
                 )
-                outputs.append(tf.reverse(y, [0]) if d else y)
+                if lengths:
+                    result[_state_name("h_n", k, d)] = tf.gather_nd(y, last)
+                    y = y * valid
+                    y = tf.reverse_sequence(y, seq_lengths, 0, 1) if d else y
+                else:
+                    y = tf.reverse(y, [0]) if d else y
+                outputs.append(y)
             x = tf.concat(outputs, -1) if d_count == 2 else outputs[0]
         if layer.batch_first:
             x = tf.transpose(x, [1, 0, 2])
-        return {"output": x}
+        result["output"] = x
+        return result
 
     module = tf.Module()
     module.serve = serve
@@ -210,10 +259,10 @@ def _convert(layer: LSTM, batch_size: int) -> bytes:
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         flatbuffer = converter.convert()
-    return _patch(flatbuffer, layer, weights)
+    return _patch(flatbuffer, layer, weights, ("c",) if lengths else ("h", "c"))
 
 
-def _patch(flatbuffer: bytes, layer: LSTM, weights: dict) -> bytes:
+def _patch(flatbuffer: bytes, layer: LSTM, weights: dict, exposed: tuple) -> bytes:
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -252,10 +301,11 @@ def _patch(flatbuffer: bytes, layer: LSTM, weights: dict) -> bytes:
             "The TFLite converter did not fuse every LSTM: expected "
             f"{len(weights)} UNIDIRECTIONAL_SEQUENCE_LSTM ops. Received: {fused_ops}"
         )
-    # The op leaves its final states in its state inputs: expose them.
+    # The op leaves its final states in its state inputs: expose them (h_n is
+    # computed in the graph instead with packed sequences).
     signature = model.signatureDefs[0]
     for k, d in weights:
-        for state in ("h", "c"):
+        for state in exposed:
             index = input_index(_state_name(f"{state}_0", k, d))
             graph.outputs = [*graph.outputs, index]
             entry = schema.TensorMapT()
@@ -300,6 +350,7 @@ def export_tflite(
     *,
     batch_size: int = 1,
     fused: bool = True,
+    sequence_lengths: bool = False,
 ) -> bytes:
     """Converts a `tflstm.LSTM` (or `LSTMCell`) to a `.tflite` model (see the
     module docstring).
@@ -315,6 +366,10 @@ def export_tflite(
             builtin-op fallback, the layer's inference graph as a WHILE loop,
             with the same inputs and outputs (for runtimes without the fused
             op; quadratic in L). Ignored for an `LSTMCell`.
+        sequence_lengths: Whether the model takes an int32 input
+            `sequence_lengths` of shape (N,): PyTorch's packed-sequence
+            semantics for right-padded batches, as in `tflstm.LSTM`. The
+            lengths must lie in [1, L]; the model does not check them.
 
     Returns:
         The `.tflite` flatbuffer.
@@ -326,12 +381,18 @@ def export_tflite(
         )
     _errors.check_int("batch_size", batch_size, minimum=1)
     _errors.check_bool("fused", fused)
+    _errors.check_bool("sequence_lengths", sequence_lengths)
     if isinstance(layer, LSTMCell):
+        if sequence_lengths:
+            raise ValueError(
+                "Expected a tflstm.LSTM for `sequence_lengths=True` (a cell runs "
+                "one step). Received: a tflstm.LSTMCell"
+            )
         flatbuffer = _convert_cell(layer, batch_size)
     elif fused:
-        flatbuffer = _convert(layer, batch_size)
+        flatbuffer = _convert(layer, batch_size, sequence_lengths)
     else:
-        flatbuffer = _convert_fallback(layer, batch_size)
+        flatbuffer = _convert_fallback(layer, batch_size, sequence_lengths)
     if path is not None:
         with open(path, "wb") as f:
             f.write(flatbuffer)
@@ -360,6 +421,7 @@ def run_tflite(
     input: np.ndarray,
     hx: tuple[np.ndarray, np.ndarray] | None = None,
     *,
+    sequence_lengths: np.ndarray | None = None,
     num_threads: int = 2,
 ):
     """Runs an exported model in LiteRT with torch's conventions.
@@ -369,6 +431,8 @@ def run_tflite(
         layer_config: The layer's `get_config()` (for the state layout).
         input: A batched input, laid out as the layer's.
         hx: `(h_0, c_0)` in torch's layout `(D*num_layers, N, H)`, or None.
+        sequence_lengths: (N,) lengths, for a model exported with
+            `sequence_lengths=True`.
 
     Returns:
         `(output, (h_n, c_n))` as numpy arrays, in torch's layout; `(h_1, c_1)`
@@ -393,6 +457,8 @@ def run_tflite(
             np.zeros((n_states, batch, layer_config["hidden_size"]), "float32"),
         )
     feed = {"input": np.asarray(input, "float32")}
+    if sequence_lengths is not None:
+        feed["sequence_lengths"] = np.asarray(sequence_lengths, "int32")
     for s in range(n_states):
         k, d = divmod(s, d_count)
         feed[_state_name("h_0", k, d)] = np.asarray(hx[0][s], "float32")
