@@ -61,8 +61,9 @@ def test_every_configuration_matches_torch_in_litert(fused):
                 ops.count("UNIDIRECTIONAL_SEQUENCE_LSTM")
                 == layer.num_layers * layer.num_directions
             )
-        else:  # the builtin fallback: one WHILE loop per layer
-            assert ops.count("WHILE") == layer.num_layers, (cfg, ops)
+        else:  # the builtin fallback: one WHILE loop per layer and direction
+            loops = layer.num_layers * layer.num_directions
+            assert ops.count("WHILE") == loops, (cfg, ops)
             assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in ops
         # Two lengths from one file, and (fused op only) a batch resized at run time.
         shapes = [(6, BATCH), (17, BATCH)] + ([(9, 3)] if fused else [])
@@ -171,14 +172,24 @@ def test_lstm_cell_tflite_matches_torch(bias):
     )
 
 
-def test_keras_litert_export_with_static_batch(tmp_path):
-    """Keras's own export: builtin ops (the WHILE fallback), static batch."""
+@pytest.mark.parametrize("proj_size", [3, 0])
+def test_keras_litert_export_with_static_batch(tmp_path, proj_size):
+    """Keras's own export: builtin ops (the WHILE fallback), static batch;
+    without projection the layer needs `fused=False` (BlockLSTMV2 is not a
+    TFLite builtin)."""
     import keras
     import tensorflow as tf
 
     inputs = keras.Input((None, H_IN))
     output, _ = tflstm.LSTM(
-        H_IN, H, num_layers=2, bidirectional=True, proj_size=3, batch_first=True, seed=0
+        H_IN,
+        H,
+        num_layers=2,
+        bidirectional=True,
+        proj_size=proj_size,
+        batch_first=True,
+        seed=0,
+        fused=False,
     )(inputs)
     model = keras.Model(inputs, keras.layers.Dense(2)(output))
     path = tmp_path / "model.tflite"

@@ -117,3 +117,47 @@ def test_scan_equals_python_loop_over_cell():
         np.testing.assert_allclose(output[t], hx[0], atol=ATOL["float64"], rtol=0)
     np.testing.assert_allclose(h_n[0], hx[0], atol=ATOL["float64"], rtol=0)
     np.testing.assert_allclose(c_n[0], hx[1], atol=ATOL["float64"], rtol=0)
+
+
+@pytest.mark.parametrize(
+    "options", [dict(fused=False), dict(jit_compile=True)], ids=["loop", "xla"]
+)
+@pytest.mark.parametrize("cfg", GRID[::5], ids=_ids)
+def test_inference_kernels_match_torch(cfg, options):
+    """The inference kernels other than the default: outputs and gradients."""
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(H_IN, H, **cfg)
+    layer = tflstm.LSTM(H_IN, H, dtype="float32", **cfg, **options)
+    copy_torch_weights(module, layer)
+    for with_hx in (True, False):
+        x, hx = make_inputs(cfg, batched=True, with_hx=with_hx)
+        want = run_torch(module, x, hx, dtype="float32")
+        got = run_tflstm(layer, x, hx, dtype="float32", training=False)
+        assert_matches(want, got, ATOL["float32"])
+
+
+def _graph_ops(layer, x, **kwargs):
+    import tensorflow as tf
+
+    fn = tf.function(lambda x: layer(x, **kwargs))
+    graph = fn.get_concrete_function(tf.constant(x)).graph
+    ops = {op.type for op in graph.get_operations()}
+    for f in graph.as_graph_def().library.function:
+        ops |= {node.op for node in f.node_def}
+    return ops
+
+
+def test_fused_kernel_is_used_where_it_applies():
+    x = np.zeros((5, 2, H_IN), "float32")
+    fused = tflstm.LSTM(H_IN, H, bidirectional=True)
+    assert "BlockLSTMV2" in _graph_ops(fused, x, training=False)
+    assert "BlockLSTMV2" not in _graph_ops(fused, x, training=True)
+    for layer in (
+        tflstm.LSTM(H_IN, H, fused=False),
+        tflstm.LSTM(H_IN, H, proj_size=2),
+    ):
+        assert "BlockLSTMV2" not in _graph_ops(layer, x, training=False)
+    lengths = np.array([5, 2])
+    assert "BlockLSTMV2" not in _graph_ops(
+        fused, x, training=False, sequence_lengths=lengths
+    )

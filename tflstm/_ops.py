@@ -106,9 +106,17 @@ def _inference_recurrence(
     """
     steps = tf.shape(x_gates)[0]
     inputs = _sequence(x_gates.dtype, steps, x_gates[0]).unstack(x_gates)
+    # Transposed once, not at every step.
+    weight_hh_t = tf.linalg.matrix_transpose(weight_hh)
+    weight_hr_t = None if weight_hr is None else tf.linalg.matrix_transpose(weight_hr)
 
     def step(t, h, c, hs):
-        h_new, c_new, _, _ = _step(inputs.read(t), h, c, weight_hh, weight_hr, _plain)
+        z = inputs.read(t) + tf.matmul(h, weight_hh_t)
+        i, f, g, o = tf.split(z, 4, axis=-1)
+        c_new = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+        h_new = tf.sigmoid(o) * tf.tanh(c_new)
+        if weight_hr_t is not None:
+            h_new = tf.matmul(h_new, weight_hr_t)
         if mask is None:
             return h_new, c_new, hs.write(t, h_new)
         valid = mask[t]
@@ -194,38 +202,45 @@ def _recurrence_grad(mask, x_gates, h0, c0, weight_hh, *maybe_weight_hr):
     ms_stacked = ms.stack() if weight_hr is not None else None
 
     def grad(d_hs, d_h_n, d_c_n):
-        d_hs = _sequence(dtype, steps, h0).unstack(_or_zeros(d_hs, hs_stacked))
-        acts = _sequence(dtype, steps, x_gates[0]).unstack(acts_stacked)
-        cs = _sequence(dtype, steps, c0).unstack(cs_stacked)
-        c_prevs = _sequence(dtype, steps, c0).unstack(
-            tf.concat([c0[None], cs_stacked[:-1]], 0)
+        # Every factor that does not depend on the running gradients, for all
+        # steps at once (a few large elementwise ops): the loop is left with
+        # the recurrence itself.
+        i, f, g, o = tf.split(acts_stacked, 4, axis=-1)
+        c_prev = tf.concat([c0[None], cs_stacked[:-1]], 0)
+        tanh_c = _widened(tf.tanh, cs_stacked)
+        # dz = [dc, dc, dc, dm] * gate_factors; dc += dm * o * (1 - tanh(c)^2)
+        gate_factors = _sequence(dtype, steps, x_gates[0]).unstack(
+            tf.concat(
+                [
+                    g * i * (1 - i),
+                    c_prev * f * (1 - f),
+                    i * (1 - g * g),
+                    tanh_c * o * (1 - o),
+                ],
+                -1,
+            )
         )
+        state_factors = _sequence(dtype, steps, tf.concat([c0, c0], -1)).unstack(
+            tf.concat([o * (1 - tanh_c * tanh_c), f], -1)
+        )
+        d_hs = _sequence(dtype, steps, h0).unstack(_or_zeros(d_hs, hs_stacked))
 
         def back(t, dh_next, dc_next, d_gates, d_hs_total):
             dh = dh_next + d_hs.read(t)
             dm = tf.matmul(dh, weight_hr) if weight_hr is not None else dh
-            i, f, g, o = tf.split(acts.read(t), 4, axis=-1)
-            c, c_prev = cs.read(t), c_prevs.read(t)
-            tanh_c = _widened(tf.tanh, c)
+            from_h, forget = tf.split(state_factors.read(t), 2, axis=-1)
+            dc = dc_next + dm * from_h
+            dz = tf.concat([dc, dc, dc, dm], -1) * gate_factors.read(t)
             dh_out = dh
-            dc = dc_next + dm * o * (1 - tanh_c * tanh_c)
-            dz = tf.concat(
-                [
-                    dc * g * i * (1 - i),
-                    dc * c_prev * f * (1 - f),
-                    dc * i * (1 - g * g),
-                    dm * tanh_c * o * (1 - o),
-                ],
-                -1,
-            )
-            dh, dc = tf.matmul(dz, weight_hh), dc * f
+            dh, dc = tf.matmul(dz, weight_hh), dc * forget
             if mask is not None:  # a padded step: states pass, gates get 0
                 valid = mask[t]
                 dz = tf.where(valid, dz, tf.zeros_like(dz))
                 dh = tf.where(valid, dh, dh_next)
                 dc = tf.where(valid, dc, dc_next)
                 dh_out = tf.where(valid, dh_out, tf.zeros_like(dh_out))
-            d_hs_total = d_hs_total.write(t, dh_out)
+            if weight_hr is not None:  # for the gradient of weight_hr
+                d_hs_total = d_hs_total.write(t, dh_out)
             return dh, dc, d_gates.write(t, dz), d_hs_total
 
         d_h0, d_c0, d_gates, d_hs_total = _loop(
@@ -327,8 +342,34 @@ def _lstm_layer(
     if bidirectional:
         x_gates = tf.stack([x_gates[:, 0], reverse(x_gates[:, 1])], axis=1)
 
-    recurrence = _recurrence if training else _inference_recurrence
-    ys, h_n, c_n = recurrence(x_gates, h0, c0, weight_hh, weight_hr, mask)
+    # One loop per direction (independent ops, so they run in parallel).
+    per_direction = []
+    for d in range(num_directions):
+        w_hr = None if weight_hr is None else weight_hr[d : d + 1]
+        if training:
+            parts = _recurrence(
+                x_gates[:, d : d + 1],
+                h0[d : d + 1],
+                c0[d : d + 1],
+                weight_hh[d : d + 1],
+                w_hr,
+                mask,
+            )
+        else:  # 2-D matmuls: faster than a batch of one
+            parts = _inference_recurrence(
+                x_gates[:, d],
+                h0[d],
+                c0[d],
+                weight_hh[d],
+                None if w_hr is None else w_hr[0],
+                None if mask is None else mask[:, 0],
+            )
+            parts = (parts[0][:, None], parts[1][None], parts[2][None])
+        per_direction.append(parts)
+    ys, h_n, c_n = (
+        tf.concat(parts, axis=a)
+        for parts, a in zip(zip(*per_direction, strict=True), (1, 0, 0), strict=True)
+    )
 
     if bidirectional:
         ys = tf.stack([ys[:, 0], reverse(ys[:, 1])], axis=1)
@@ -337,17 +378,125 @@ def _lstm_layer(
     return ys, h_n, c_n
 
 
+def _with_loop_gradient(
+    fast, x, h0, c0, weight_ih, weight_hh, bias, weight_hr, bidirectional, lengths
+):
+    """`fast(...)`'s outputs, with the gradient of the inference loop,
+    recomputed from the inputs when asked for.
+
+    For the inference kernels whose own gradient is missing or wrong: XLA
+    (TensorLists cannot cross its boundary) and `BlockLSTMV2` (TensorFlow's
+    registered gradient is off by order 1 in TF 2.21).
+    """
+    present = [w is not None for w in (bias, weight_hr)]
+    args = [x, h0, c0, weight_ih, weight_hh] + [
+        w for w in (bias, weight_hr) if w is not None
+    ]
+
+    def unpack(args):
+        extra = iter(args[5:])
+        return (*args[:5], *(next(extra) if p else None for p in present))
+
+    @tf.custom_gradient
+    def run(*args):
+        def grad(*upstream):
+            with tf.GradientTape() as tape:
+                tape.watch(args)
+                outputs = _lstm_layer(*unpack(args), bidirectional, False, lengths)
+            upstream = [_or_zeros(u, o) for u, o in zip(upstream, outputs, strict=True)]
+            return tape.gradient(outputs, args, output_gradients=upstream)
+
+        return fast(*unpack(args), bidirectional, lengths), grad
+
+    return run(*args)
+
+
+def _xla_forward(
+    x, h0, c0, weight_ih, weight_hh, bias, weight_hr, bidirectional, lengths
+):
+    return _lstm_layer_xla(
+        x, h0, c0, weight_ih, weight_hh, bias, weight_hr, bidirectional, False, lengths
+    )
+
+
+def _block_forward_all(
+    x, h0, c0, weight_ih, weight_hh, bias, weight_hr, bidirectional, lengths
+):
+    return _block_forward(x, h0, c0, weight_ih, weight_hh, bias, bidirectional)
+
+
+def _block_forward(x, h0, c0, weight_ih, weight_hh, bias, bidirectional):
+    """Inference on TensorFlow's fused LSTM kernel, `BlockLSTMV2` (CPU and
+    GPU): one op per direction for the whole sequence, TensorFlow's float32
+    activations (as the inference loop). It takes the gates in PyTorch's
+    order (i, f, g, o) with `w = [weight_ih^T; weight_hh^T]` and one bias;
+    it has no projection and no per-sequence lengths, so those run the loop.
+    """
+    num_directions = 2 if bidirectional else 1
+    steps = tf.cast(tf.shape(x)[0], tf.int64)
+    gate_size = tf.shape(weight_ih)[1]
+    no_peephole = tf.zeros([gate_size // 4], x.dtype)
+    ys, h_n, c_n = [], [], []
+    for d in range(num_directions):
+        w = tf.concat([tf.transpose(weight_ih[d]), tf.transpose(weight_hh[d])], 0)
+        b = bias[d] if bias is not None else tf.zeros([gate_size], x.dtype)
+        _, cs, _, _, _, _, hs = tf.raw_ops.BlockLSTMV2(
+            seq_len_max=steps,
+            x=tf.reverse(x, [0]) if d else x,
+            cs_prev=c0[d],
+            h_prev=h0[d],
+            w=w,
+            wci=no_peephole,
+            wcf=no_peephole,
+            wco=no_peephole,
+            b=b,
+            cell_clip=-1.0,  # no clipping, as torch
+            use_peephole=False,
+        )
+        ys.append(tf.reverse(hs, [0]) if d else hs)
+        h_n.append(hs[-1])
+        c_n.append(cs[-1])
+    return tf.concat(ys, -1), tf.stack(h_n), tf.stack(c_n)
+
+
 # Eager calls go through one tf.function (a graph op for the whole sequence;
 # weights are arguments, so layers of the same shapes share a trace). Inside
 # a graph being built (Keras fit, export, tf.function) the layer is inlined
 # instead, so that static shapes (e.g. a fixed batch for TFLite) reach the loop.
 _lstm_layer_fn = tf.function(_lstm_layer, reduce_retracing=True, autograph=False)
+# XLA compiles it once per input shape.
+_lstm_layer_xla = tf.function(_lstm_layer, jit_compile=True, autograph=False)
+_fast_fn = tf.function(_with_loop_gradient, reduce_retracing=True, autograph=False)
 
 
-def lstm_layer(*args, **kwargs):
+def lstm_layer(
+    x,
+    h0,
+    c0,
+    weight_ih,
+    weight_hh,
+    bias,
+    weight_hr,
+    bidirectional,
+    training=True,
+    lengths=None,
+    fused=False,
+    jit_compile=False,
+):
+    fast = None
+    if not training:
+        if jit_compile:
+            fast = _xla_forward
+        elif fused and weight_hr is None and lengths is None:
+            if x.dtype in (tf.float32, tf.float16):
+                fast = _block_forward_all
+    args = (x, h0, c0, weight_ih, weight_hh, bias, weight_hr, bidirectional)
+    if fast is not None:
+        run = _fast_fn if tf.executing_eagerly() else _with_loop_gradient
+        return run(fast, *args, lengths)
     if tf.executing_eagerly():
-        return _lstm_layer_fn(*args, **kwargs)
-    return _lstm_layer(*args, **kwargs)
+        return _lstm_layer_fn(*args, training, lengths)
+    return _lstm_layer(*args, training, lengths)
 
 
 lstm_layer.__doc__ = """One LSTM layer (one or two directions) over a whole sequence.
@@ -362,6 +511,10 @@ Args:
     bidirectional: whether D is 2 (a Python bool: part of the trace key).
     training: the training path (hand-written gradient, activations one
         precision up) or the inference path (see `_inference_recurrence`).
+    fused: on the inference path, use TensorFlow's fused kernel
+        (`BlockLSTMV2`) where it applies (float32/float16, no projection,
+        no lengths); it is not a TFLite builtin.
+    jit_compile: on the inference path, run through XLA (instead of fused).
     lengths: None, or the valid length of each sequence, int32 (N,) in
         [1, L] (PyTorch's packed sequences): the output is 0 past it, the
         final states are those of each sequence's last valid step and the
