@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format setup clean bench-tflite
+.PHONY: demo test lint format setup clean bench bench-tflite
 
 demo: $(STAMP)  ## port the bundled PyTorch model and print the parity report
 	$(PY) examples/port_checkpoint.py
@@ -13,6 +13,10 @@ test: $(STAMP)  ## lint, then the whole suite (doctests included) on 2 workers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -n 2 -q
+
+bench: $(STAMP)  ## speed and memory vs torch and Keras (~10 min): benchmarks/results.*
+	$(PY) benchmarks/bench.py
+	$(PY) benchmarks/tflite_scaling.py benchmarks/tflite_scaling.json
 
 bench-tflite: $(STAMP)  ## time of the exported .tflite at L=100 and L=1000
 	$(PY) benchmarks/tflite_scaling.py benchmarks/tflite_scaling.json

@@ -124,7 +124,8 @@ def test_scan_equals_python_loop_over_cell():
 )
 @pytest.mark.parametrize("cfg", GRID[::5], ids=_ids)
 def test_inference_kernels_match_torch(cfg, options):
-    """The inference kernels other than the default: outputs and gradients."""
+    """The kernels other than the default (XLA: inference and training
+    paths): outputs and gradients."""
     torch.manual_seed(0)
     module = torch.nn.LSTM(H_IN, H, **cfg)
     layer = tflstm.LSTM(H_IN, H, dtype="float32", **cfg, **options)
@@ -132,8 +133,9 @@ def test_inference_kernels_match_torch(cfg, options):
     for with_hx in (True, False):
         x, hx = make_inputs(cfg, batched=True, with_hx=with_hx)
         want = run_torch(module, x, hx, dtype="float32")
-        got = run_tflstm(layer, x, hx, dtype="float32", training=False)
-        assert_matches(want, got, ATOL["float32"])
+        for training in (False, True) if "jit_compile" in options else (False,):
+            got = run_tflstm(layer, x, hx, dtype="float32", training=training)
+            assert_matches(want, got, ATOL["float32"])
 
 
 def _graph_ops(layer, x, **kwargs):

@@ -137,6 +137,7 @@ def _recurrence(
     weight_hh: tf.Tensor,
     weight_hr: tf.Tensor | None,
     mask: tf.Tensor | None = None,
+    jit_compile: bool = False,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """The training path: `lstm_step` over the leading time axis of `x_gates`
     in one loop op, activations one precision up, gradient written by hand.
@@ -158,15 +159,16 @@ def _recurrence(
 
     @tf.custom_gradient
     def grad_fn(*args):
-        return _recurrence_grad(mask, *args)
+        return _recurrence_grad(jit_compile, mask, *args)
 
     if weight_hr is None:
         return grad_fn(x_gates, h0, c0, weight_hh)
     return grad_fn(x_gates, h0, c0, weight_hh, weight_hr)
 
 
-def _recurrence_grad(mask, x_gates, h0, c0, weight_hh, *maybe_weight_hr):
-    weight_hr = maybe_weight_hr[0] if maybe_weight_hr else None
+def _train_forward(x_gates, h0, c0, weight_hh, weight_hr, mask):
+    """The training path's forward loop: outputs and what the gradient needs,
+    all dense (L, D, N, ...) tensors."""
     dtype = x_gates.dtype
     steps = tf.shape(x_gates)[0]
     inputs = _sequence(dtype, steps, x_gates[0]).unstack(x_gates)
@@ -196,74 +198,109 @@ def _recurrence_grad(mask, x_gates, h0, c0, weight_hh, *maybe_weight_hr):
             _sequence(dtype, steps, c0),
         ),
     )
+    ms_stacked = ms.stack() if weight_hr is not None else tf.zeros([0], dtype)
+    return hs.stack(), h_n, c_n, cs.stack(), acts.stack(), ms_stacked
+
+
+def _train_backward(
+    d_hs, d_h_n, d_c_n, h0, c0, weight_hh, weight_hr, mask, hs, cs, acts, ms
+):
+    """Backpropagation through time of `_train_forward`, in one reverse loop;
+    the weight gradients are blocked matmuls over all L*N steps after it."""
+    dtype = hs.dtype
+    steps = tf.shape(hs)[0]
+    # Every factor that does not depend on the running gradients, for all
+    # steps at once (a few large elementwise ops): the loop is left with the
+    # recurrence itself.
+    i, f, g, o = tf.split(acts, 4, axis=-1)
+    c_prev = tf.concat([c0[None], cs[:-1]], 0)
+    tanh_c = _widened(tf.tanh, cs)
+    # dz = [dc, dc, dc, dm] * gate_factors; dc += dm * o * (1 - tanh(c)^2)
+    gate_factors = _sequence(dtype, steps, acts[0]).unstack(
+        tf.concat(
+            [
+                g * i * (1 - i),
+                c_prev * f * (1 - f),
+                i * (1 - g * g),
+                tanh_c * o * (1 - o),
+            ],
+            -1,
+        )
+    )
+    state_factors = _sequence(dtype, steps, tf.concat([c0, c0], -1)).unstack(
+        tf.concat([o * (1 - tanh_c * tanh_c), f], -1)
+    )
+    d_hs = _sequence(dtype, steps, h0).unstack(d_hs)
+
+    def back(t, dh_next, dc_next, d_gates, d_hs_total):
+        dh = dh_next + d_hs.read(t)
+        dm = tf.matmul(dh, weight_hr) if weight_hr is not None else dh
+        from_h, forget = tf.split(state_factors.read(t), 2, axis=-1)
+        dc = dc_next + dm * from_h
+        dz = tf.concat([dc, dc, dc, dm], -1) * gate_factors.read(t)
+        dh_out = dh
+        dh, dc = tf.matmul(dz, weight_hh), dc * forget
+        if mask is not None:  # a padded step: states pass, gates get 0
+            valid = mask[t]
+            dz = tf.where(valid, dz, tf.zeros_like(dz))
+            dh = tf.where(valid, dh, dh_next)
+            dc = tf.where(valid, dc, dc_next)
+            dh_out = tf.where(valid, dh_out, tf.zeros_like(dh_out))
+        if weight_hr is not None:  # for the gradient of weight_hr
+            d_hs_total = d_hs_total.write(t, dh_out)
+        return dh, dc, d_gates.write(t, dz), d_hs_total
+
+    d_h0, d_c0, d_gates, d_hs_total = _loop(
+        steps,
+        back,
+        (
+            d_h_n,
+            d_c_n,
+            _sequence(dtype, steps, acts[0]),
+            _sequence(dtype, steps, h0),
+        ),
+        reverse=True,
+    )
+    d_gates = d_gates.stack()  # (L, D, N, 4H)
+    h_prev = tf.concat([h0[None], hs[:-1]], 0)
+    # Weight gradients: one matmul each, contracting over all L*N steps.
+    grads = [d_gates, d_h0, d_c0, _contract(d_gates, h_prev)]
+    if weight_hr is not None:
+        grads.append(_contract(d_hs_total.stack(), ms))
+    return grads
+
+
+# With jit_compile: each loop compiled by XLA (once per input shape). Dense
+# tensors in and out, so no TensorList crosses the XLA boundary.
+_train_forward_xla = tf.function(_train_forward, jit_compile=True, autograph=False)
+_train_backward_xla = tf.function(_train_backward, jit_compile=True, autograph=False)
+
+
+def _recurrence_grad(jit_compile, mask, x_gates, h0, c0, weight_hh, *maybe_weight_hr):
+    weight_hr = maybe_weight_hr[0] if maybe_weight_hr else None
+    fwd = _train_forward_xla if jit_compile else _train_forward
+    bwd = _train_backward_xla if jit_compile else _train_backward
+    hs, h_n, c_n, cs, acts, ms = fwd(x_gates, h0, c0, weight_hh, weight_hr, mask)
     # The gradient closes over dense tensors only (no TensorArray handles), so
     # that SavedModel can serialise it along with the forward function.
-    hs_stacked, cs_stacked, acts_stacked = hs.stack(), cs.stack(), acts.stack()
-    ms_stacked = ms.stack() if weight_hr is not None else None
 
     def grad(d_hs, d_h_n, d_c_n):
-        # Every factor that does not depend on the running gradients, for all
-        # steps at once (a few large elementwise ops): the loop is left with
-        # the recurrence itself.
-        i, f, g, o = tf.split(acts_stacked, 4, axis=-1)
-        c_prev = tf.concat([c0[None], cs_stacked[:-1]], 0)
-        tanh_c = _widened(tf.tanh, cs_stacked)
-        # dz = [dc, dc, dc, dm] * gate_factors; dc += dm * o * (1 - tanh(c)^2)
-        gate_factors = _sequence(dtype, steps, x_gates[0]).unstack(
-            tf.concat(
-                [
-                    g * i * (1 - i),
-                    c_prev * f * (1 - f),
-                    i * (1 - g * g),
-                    tanh_c * o * (1 - o),
-                ],
-                -1,
-            )
+        return bwd(
+            _or_zeros(d_hs, hs),
+            _or_zeros(d_h_n, h0),
+            _or_zeros(d_c_n, c0),
+            h0,
+            c0,
+            weight_hh,
+            weight_hr,
+            mask,
+            hs,
+            cs,
+            acts,
+            ms if weight_hr is not None else None,
         )
-        state_factors = _sequence(dtype, steps, tf.concat([c0, c0], -1)).unstack(
-            tf.concat([o * (1 - tanh_c * tanh_c), f], -1)
-        )
-        d_hs = _sequence(dtype, steps, h0).unstack(_or_zeros(d_hs, hs_stacked))
 
-        def back(t, dh_next, dc_next, d_gates, d_hs_total):
-            dh = dh_next + d_hs.read(t)
-            dm = tf.matmul(dh, weight_hr) if weight_hr is not None else dh
-            from_h, forget = tf.split(state_factors.read(t), 2, axis=-1)
-            dc = dc_next + dm * from_h
-            dz = tf.concat([dc, dc, dc, dm], -1) * gate_factors.read(t)
-            dh_out = dh
-            dh, dc = tf.matmul(dz, weight_hh), dc * forget
-            if mask is not None:  # a padded step: states pass, gates get 0
-                valid = mask[t]
-                dz = tf.where(valid, dz, tf.zeros_like(dz))
-                dh = tf.where(valid, dh, dh_next)
-                dc = tf.where(valid, dc, dc_next)
-                dh_out = tf.where(valid, dh_out, tf.zeros_like(dh_out))
-            if weight_hr is not None:  # for the gradient of weight_hr
-                d_hs_total = d_hs_total.write(t, dh_out)
-            return dh, dc, d_gates.write(t, dz), d_hs_total
-
-        d_h0, d_c0, d_gates, d_hs_total = _loop(
-            steps,
-            back,
-            (
-                _or_zeros(d_h_n, h0),
-                _or_zeros(d_c_n, c0),
-                _sequence(dtype, steps, x_gates[0]),
-                _sequence(dtype, steps, h0),
-            ),
-            reverse=True,
-        )
-        d_gates = d_gates.stack()  # (L, D, N, 4H)
-        h_prev = tf.concat([h0[None], hs_stacked[:-1]], 0)
-        # Weight gradients: one matmul each, contracting over all L*N steps.
-        d_weight_hh = _contract(d_gates, h_prev)
-        grads = [d_gates, d_h0, d_c0, d_weight_hh]
-        if weight_hr is not None:
-            grads.append(_contract(d_hs_total.stack(), ms_stacked))
-        return grads
-
-    return (hs_stacked, h_n, c_n), grad
+    return (hs, h_n, c_n), grad
 
 
 def _or_zeros(upstream: tf.Tensor | None, like: tf.Tensor) -> tf.Tensor:
@@ -310,6 +347,7 @@ def _lstm_layer(
     bidirectional: bool,
     training: bool = True,
     lengths: tf.Tensor | None = None,
+    jit_compile: bool = False,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     # Static sizes where the trace knows them, else read at run time (the
     # eager trace is shared by every layer size).
@@ -354,6 +392,7 @@ def _lstm_layer(
                 weight_hh[d : d + 1],
                 w_hr,
                 mask,
+                jit_compile,
             )
         else:  # 2-D matmuls: faster than a batch of one
             parts = _inference_recurrence(
@@ -495,8 +534,8 @@ def lstm_layer(
         run = _fast_fn if tf.executing_eagerly() else _with_loop_gradient
         return run(fast, *args, lengths)
     if tf.executing_eagerly():
-        return _lstm_layer_fn(*args, training, lengths)
-    return _lstm_layer(*args, training, lengths)
+        return _lstm_layer_fn(*args, training, lengths, jit_compile)
+    return _lstm_layer(*args, training, lengths, jit_compile)
 
 
 lstm_layer.__doc__ = """One LSTM layer (one or two directions) over a whole sequence.
@@ -514,7 +553,9 @@ Args:
     fused: on the inference path, use TensorFlow's fused kernel
         (`BlockLSTMV2`) where it applies (float32/float16, no projection,
         no lengths); it is not a TFLite builtin.
-    jit_compile: on the inference path, run through XLA (instead of fused).
+    jit_compile: compile the recurrences with XLA (once per input shape):
+        on the inference path the whole layer (instead of `fused`), on the
+        training path its forward and backward loops.
     lengths: None, or the valid length of each sequence, int32 (N,) in
         [1, L] (PyTorch's packed sequences): the output is 0 past it, the
         final states are those of each sequence's last valid step and the
