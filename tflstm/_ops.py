@@ -464,6 +464,58 @@ def _block_forward_all(
     return _block_forward(x, h0, c0, weight_ih, weight_hh, bias, bidirectional)
 
 
+def _cudnn_forward(x, h0, c0, weight_ih, weight_hh, bias, bidirectional, lengths):
+    """Both paths on a GPU: cuDNN's LSTM (`CudnnRNNV3`), one call per
+    direction, with cuDNN's own gradient (the kernel torch uses on GPU).
+
+    The opaque parameter buffer is the concatenation Keras 2 used for its
+    cuDNN LSTM: the 4 input then the 4 recurrent gate matrices, each (H, *)
+    as torch stores them, in the gate order (i, f, g, o), then the 8 biases
+    (the summed bias as the input bias, zeros as the recurrent one). With
+    `lengths`, cuDNN's own variable-length mode (padded outputs are 0).
+    """
+    num_directions = 2 if bidirectional else 1
+    steps, batch = _dims(x)[:2]
+    hidden = tf.shape(weight_hh)[1] // 4
+    if lengths is None:
+        lengths = tf.fill([batch], steps)
+
+        def reverse(t):
+            return tf.reverse(t, [0])
+
+    else:
+
+        def reverse(t):
+            return tf.reverse_sequence(t, lengths, seq_axis=0, batch_axis=1)
+
+    ys, h_n, c_n = [], [], []
+    for d in range(num_directions):
+        b = bias[d] if bias is not None else tf.zeros([4 * hidden], x.dtype)
+        pieces = tf.split(weight_ih[d], 4, 0) + tf.split(weight_hh[d], 4, 0)
+        pieces += tf.split(b, 4) + [tf.zeros([hidden], x.dtype)] * 4
+        params = tf.concat([tf.reshape(p, [-1]) for p in pieces], 0)
+        y, h, c, _, _ = tf.raw_ops.CudnnRNNV3(
+            input=reverse(x) if d else x,
+            input_h=h0[d : d + 1],
+            input_c=c0[d : d + 1],
+            params=params,
+            sequence_lengths=tf.cast(lengths, tf.int32),
+            rnn_mode="lstm",
+            input_mode="linear_input",
+            direction="unidirectional",
+            is_training=True,
+            time_major=True,
+        )
+        ys.append(reverse(y) if d else y)
+        h_n.append(h)
+        c_n.append(c)
+    return tf.concat(ys, -1), tf.concat(h_n, 0), tf.concat(c_n, 0)
+
+
+def _gpu_visible() -> bool:
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
 def _block_forward(x, h0, c0, weight_ih, weight_hh, bias, bidirectional):
     """Inference on TensorFlow's fused LSTM kernel, `BlockLSTMV2` (CPU and
     GPU): one op per direction for the whole sequence, TensorFlow's float32
@@ -498,6 +550,24 @@ def _block_forward(x, h0, c0, weight_ih, weight_hh, bias, bidirectional):
     return tf.concat(ys, -1), tf.stack(h_n), tf.stack(c_n)
 
 
+# BlockLSTMV2 computes [x, h] @ w at every step; the loop's one input matmul
+# for all steps wins from hidden_size 512 on (benchmarks/results.md: L=200,
+# N=64, H=512: loop 803 ms, BlockLSTMV2 989 ms; H<=256: BlockLSTMV2 15-35%
+# faster than the loop).
+_BLOCK_MAX_HIDDEN = 256
+
+
+def _block_applies(x, weight_ih, weight_hr, lengths) -> bool:
+    hidden = weight_ih.shape[1]
+    return (
+        weight_hr is None
+        and lengths is None
+        and x.dtype in (tf.float32, tf.float16)
+        and hidden is not None
+        and hidden // 4 <= _BLOCK_MAX_HIDDEN
+    )
+
+
 # Eager calls go through one tf.function (a graph op for the whole sequence;
 # weights are arguments, so layers of the same shapes share a trace). Inside
 # a graph being built (Keras fit, export, tf.function) the layer is inlined
@@ -506,6 +576,7 @@ _lstm_layer_fn = tf.function(_lstm_layer, reduce_retracing=True, autograph=False
 # XLA compiles it once per input shape.
 _lstm_layer_xla = tf.function(_lstm_layer, jit_compile=True, autograph=False)
 _fast_fn = tf.function(_with_loop_gradient, reduce_retracing=True, autograph=False)
+_cudnn_fn = tf.function(_cudnn_forward, reduce_retracing=True, autograph=False)
 
 
 def lstm_layer(
@@ -526,10 +597,13 @@ def lstm_layer(
     if not training:
         if jit_compile:
             fast = _xla_forward
-        elif fused and weight_hr is None and lengths is None:
-            if x.dtype in (tf.float32, tf.float16):
-                fast = _block_forward_all
+        elif fused and _block_applies(x, weight_ih, weight_hr, lengths):
+            fast = _block_forward_all
     args = (x, h0, c0, weight_ih, weight_hh, bias, weight_hr, bidirectional)
+    if fused and weight_hr is None and x.dtype in (tf.float32, tf.float16):
+        if _gpu_visible():  # cuDNN, both paths (untested here: no GPU on CI)
+            cudnn = _cudnn_fn if tf.executing_eagerly() else _cudnn_forward
+            return cudnn(x, h0, c0, weight_ih, weight_hh, bias, bidirectional, lengths)
     if fast is not None:
         run = _fast_fn if tf.executing_eagerly() else _with_loop_gradient
         return run(fast, *args, lengths)

@@ -83,8 +83,9 @@ class LSTM(keras.layers.Layer):
             the layer sit inside `keras.Sequential`. Defaults to `True`.
         fused: Keyword-only. Whether inference (`training=False`) runs on
             TensorFlow's fused LSTM kernel (`BlockLSTMV2`) where it applies
-            (float32/float16, no projection, no `sequence_lengths`): 1.3-1.6x
-            faster than the loop on CPU, same tolerance. Set `False` for a
+            and is faster (float32/float16, no projection, no
+            `sequence_lengths`, hidden_size <= 256): 1.2-1.5x faster than the
+            loop on CPU, same tolerance. Set `False` for a
             model that Keras's `model.export(format="litert")` must convert
             with builtin ops only. Defaults to `True`.
         jit_compile: Keyword-only. Whether the recurrences are compiled
