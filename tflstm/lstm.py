@@ -205,7 +205,11 @@ class LSTM(keras.layers.Layer):
             self.proj_size,
         )
         for name, shape in shapes.items():
-            setattr(self, name, self.add_weight(shape, init, name=name))
+            # autocast=False: under a mixed policy the state is computed in
+            # the variables' dtype (float32), not in float16/bfloat16 at
+            # every step; outputs are cast to the compute dtype.
+            weight = self.add_weight(shape, init, name=name, autocast=False)
+            setattr(self, name, weight)
         if self.dropout > 0:
             self.seed_generator = keras.random.SeedGenerator(seed)
         self._build_at_init()
@@ -369,7 +373,7 @@ class LSTM(keras.layers.Layer):
         if sequence_lengths is not None:
             sequence_lengths = tf.convert_to_tensor(sequence_lengths)
         self._check_lengths(input, batched, sequence_lengths, mask)
-        x = tf.convert_to_tensor(input, dtype=self.compute_dtype)
+        x = tf.cast(input, self.variable_dtype)
         if not batched:
             x = x[:, None]
         elif self.batch_first:
@@ -394,7 +398,7 @@ class LSTM(keras.layers.Layer):
             h0 = tf.zeros([n_states, batch, self.output_size], x.dtype)
             c0 = tf.zeros([n_states, batch, self.hidden_size], x.dtype)
         else:
-            h0, c0 = (tf.convert_to_tensor(s, dtype=x.dtype) for s in hx)
+            h0, c0 = (tf.cast(s, x.dtype) for s in hx)
             if not batched:
                 h0, c0 = h0[:, None], c0[:, None]
 
@@ -422,6 +426,7 @@ class LSTM(keras.layers.Layer):
                     x = self._dropout(x)
         h_n, c_n = tf.concat(h_n, 0), tf.concat(c_n, 0)
 
+        x, h_n, c_n = (tf.cast(t, self.compute_dtype) for t in (x, h_n, c_n))
         if not batched:
             x, h_n, c_n = x[:, 0], h_n[:, 0], c_n[:, 0]
         elif self.batch_first:

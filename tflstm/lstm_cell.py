@@ -85,7 +85,11 @@ class LSTMCell(keras.layers.Layer):
         init = pytorch_uniform(self.hidden_size, keras.random.SeedGenerator(seed))
         shapes = lstm_cell_param_shapes(self.input_size, self.hidden_size, self.bias)
         for name, shape in shapes.items():
-            setattr(self, name, self.add_weight(shape, init, name=name))
+            # autocast=False: under a mixed policy the state is computed in
+            # the variables' dtype (float32), not in float16/bfloat16 at
+            # every step; outputs are cast to the compute dtype.
+            weight = self.add_weight(shape, init, name=name, autocast=False)
+            setattr(self, name, weight)
         self._build_at_init()
 
     def _check_inputs(self, input: Any, hx: Any) -> bool:
@@ -113,19 +117,20 @@ class LSTMCell(keras.layers.Layer):
 
     def call(self, input: Any, hx: Any = None) -> tuple[tf.Tensor, tf.Tensor]:
         batched = self._check_inputs(input, hx)
-        x = tf.convert_to_tensor(input, dtype=self.compute_dtype)
+        x = tf.cast(input, self.variable_dtype)
         if not batched:
             x = x[None]
         if hx is None:
             h = c = tf.zeros([tf.shape(x)[0], self.hidden_size], x.dtype)
         else:
-            h, c = (tf.convert_to_tensor(s, dtype=x.dtype) for s in hx)
+            h, c = (tf.cast(s, x.dtype) for s in hx)
             if not batched:
                 h, c = h[None], c[None]
         x_gates = tf.matmul(x, self.weight_ih.value, transpose_b=True)
         if self.bias:
             x_gates += self.bias_ih.value + self.bias_hh.value
         h, c = lstm_step(x_gates, h, c, self.weight_hh.value, None)
+        h, c = tf.cast(h, self.compute_dtype), tf.cast(c, self.compute_dtype)
         if not batched:
             h, c = h[0], c[0]
         return h, c
