@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format setup clean bench bench-tflite
+.PHONY: demo test lint format setup clean bench bench-tflite notebook
 
 demo: $(STAMP)  ## port the bundled PyTorch model and print the parity report
 	$(PY) examples/port_checkpoint.py
@@ -13,6 +13,11 @@ test: $(STAMP)  ## lint, then the whole suite (doctests included) on 2 workers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -n 2 -q
+
+notebook: $(STAMP)  ## re-run the walkthrough notebook, writing its outputs in place
+	$(PY) -c "import nbformat; from nbclient import NotebookClient; \
+	p = 'notebooks/port_pytorch_lstm.ipynb'; nb = nbformat.read(p, 4); \
+	NotebookClient(nb, timeout=300, kernel_name='python3').execute(); nbformat.write(nb, p)"
 
 bench: $(STAMP)  ## speed and memory vs torch and Keras (~10 min): benchmarks/results.*
 	$(PY) benchmarks/bench.py

@@ -174,3 +174,20 @@ def test_saved_model_cli_lists_the_signatures(tmp_path):
         "outputs['c_n'] tensor_info:",
     ):
         assert line in out, line
+
+
+def test_layer_returning_only_output_exports_all_three(tmp_path):
+    """A layer built with `return_state=False` (e.g. for keras.Sequential)
+    still serves `output`, `h_n` and `c_n`."""
+    import tensorflow as tf
+
+    layer = tflstm.LSTM(H_IN, H, num_layers=2, return_state=False, seed=0)
+    export_saved_model(layer, tmp_path / "m")
+    served = tf.saved_model.load(str(tmp_path / "m")).signatures["serving_default"]
+    x = np.random.default_rng(0).standard_normal((5, 2, H_IN)).astype("float32")
+    out = served(input=tf.constant(x))
+    output, (h_n, c_n) = layer.forward(x)
+    np.testing.assert_array_equal(output, layer(x))
+    np.testing.assert_allclose(out["output"], output, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(out["h_n"], h_n, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(out["c_n"], c_n, atol=1e-6, rtol=0)

@@ -94,20 +94,23 @@ class ServingModule(tf.Module):
         output, (h_n, c_n) = result
         return {"output": output, "h_n": h_n, "c_n": c_n}
 
+    def _run(self, input: tf.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(self.layer, LSTM):  # (output, (h_n, c_n)), whatever
+            return self.layer.forward(input, *args, training=False, **kwargs)
+        return self.layer(input, *args)
+
     def _serve(self, input: tf.Tensor) -> dict[str, tf.Tensor]:
-        return self._outputs(self.layer(input, training=False))
+        return self._outputs(self._run(input))
 
     def _serve_with_state(
         self, input: tf.Tensor, h_0: tf.Tensor, c_0: tf.Tensor
     ) -> dict[str, tf.Tensor]:
-        return self._outputs(self.layer(input, (h_0, c_0), training=False))
+        return self._outputs(self._run(input, (h_0, c_0)))
 
     def _serve_lengths(
         self, input: tf.Tensor, sequence_lengths: tf.Tensor
     ) -> dict[str, tf.Tensor]:
-        return self._outputs(
-            self.layer(input, training=False, sequence_lengths=sequence_lengths)
-        )
+        return self._outputs(self._run(input, sequence_lengths=sequence_lengths))
 
     def _serve_with_state_lengths(
         self,
@@ -116,10 +119,9 @@ class ServingModule(tf.Module):
         c_0: tf.Tensor,
         sequence_lengths: tf.Tensor,
     ) -> dict[str, tf.Tensor]:
-        result = self.layer(
-            input, (h_0, c_0), training=False, sequence_lengths=sequence_lengths
+        return self._outputs(
+            self._run(input, (h_0, c_0), sequence_lengths=sequence_lengths)
         )
-        return self._outputs(result)
 
     def signatures(self) -> dict[str, Any]:
         return {"serving_default": self.serve, "with_state": self.serve_with_state}

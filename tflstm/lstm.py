@@ -369,6 +369,19 @@ class LSTM(keras.layers.Layer):
         sequence_lengths: Any = None,
         mask: Any = None,
     ) -> tf.Tensor | tuple[tf.Tensor, tuple[tf.Tensor, tf.Tensor]]:
+        result = self.forward(input, hx, training, sequence_lengths, mask)
+        return result if self.return_state else result[0]
+
+    def forward(
+        self,
+        input: Any,
+        hx: Any = None,
+        training: bool | None = None,
+        sequence_lengths: Any = None,
+        mask: Any = None,
+    ) -> tuple[tf.Tensor, tuple[tf.Tensor, tf.Tensor]]:
+        """`call`'s computation, always returning `(output, (h_n, c_n))`
+        whatever `return_state` (what the exporters use)."""
         batched = self._check_inputs(input, hx)
         if sequence_lengths is not None:
             sequence_lengths = tf.convert_to_tensor(sequence_lengths)
@@ -431,7 +444,7 @@ class LSTM(keras.layers.Layer):
             x, h_n, c_n = x[:, 0], h_n[:, 0], c_n[:, 0]
         elif self.batch_first:
             x = tf.transpose(x, [1, 0, 2])
-        return (x, (h_n, c_n)) if self.return_state else x
+        return x, (h_n, c_n)
 
     def _dropout(self, x: tf.Tensor) -> tf.Tensor:
         if self.dropout == 1.0:  # torch zeroes everything; Keras would divide by 0

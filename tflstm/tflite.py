@@ -28,7 +28,9 @@ configuration the fused op (linear in L), or with `fused=False` the builtin
 fallback (below), and a `tflstm.LSTMCell` a few builtin ops. Keras's own
 `model.export(path, format="litert")` also works
 on models holding a `tflstm.LSTM`, with builtin ops only, as a WHILE loop
-(the builtin fallback): it needs a static batch, e.g.
+(the builtin fallback), with layers built with `fused=False` (the default
+inference kernel without projection, BlockLSTMV2, is not a TFLite builtin);
+it needs a static batch, e.g.
 `input_signature=[tf.TensorSpec([1, None, H_in])]` (with Keras's default
 dynamic batch the converted model fails in LiteRT, as the TensorList
 lowering then allocates with an unknown size), and its time grows with the
