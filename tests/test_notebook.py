@@ -24,7 +24,7 @@ def test_notebook_runs(tmp_path):
         if cell.cell_type == "code"
         for out in cell.get("outputs", [])
     )
-    assert "worst max abs error" in outputs
+    assert "(vs torch float64)" in outputs
     assert "max abs error vs the Keras layer" in outputs
     errors = [
         out
