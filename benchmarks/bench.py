@@ -41,6 +41,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from _timing import median_ms  # benchmarks/ is on sys.path when run as a script
+
 # name: (L, N, I, H, num_layers, bidirectional, proj_size)
 CONFIGS = {
     "small": (100, 32, 64, 128, 1, False, 0),
@@ -56,16 +58,7 @@ CHECK_ATOL = 1e-4  # float32 over up to 200 steps: torch's own error is ~1e-6
 
 
 def _median_ms(fn) -> float:
-    import numpy as np
-
-    for _ in range(WARMUP):
-        fn()
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+    return median_ms(fn, repeats=REPEATS, warmup=WARMUP)
 
 
 def forward_flops(config) -> float:

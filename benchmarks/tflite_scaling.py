@@ -15,12 +15,12 @@ import json
 import os
 import platform
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import torch
+from _timing import median_ms  # benchmarks/ is on sys.path when run as a script
 from ai_edge_litert.interpreter import Interpreter
 
 import converters
@@ -30,15 +30,8 @@ LENGTHS = (100, 1000)
 REPEATS, WARMUP = 9, 2
 
 
-def median_ms(fn) -> float:
-    for _ in range(WARMUP):
-        fn()
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+def _median_ms(fn) -> float:
+    return median_ms(fn, repeats=REPEATS, warmup=WARMUP)
 
 
 def main(out_path: str | None = None) -> dict:
@@ -64,9 +57,9 @@ def main(out_path: str | None = None) -> dict:
         x = np.random.default_rng(0).standard_normal((steps, 1, 40)).astype("float32")
         xt = torch.from_numpy(x)
         with torch.no_grad():
-            result[f"torch_ms_L{steps}"] = median_ms(lambda xt=xt: module(xt))
+            result[f"torch_ms_L{steps}"] = _median_ms(lambda xt=xt: module(xt))
         for name, runner in runners.items():
-            result[f"{name}_ms_L{steps}"] = median_ms(
+            result[f"{name}_ms_L{steps}"] = _median_ms(
                 lambda x=x, runner=runner: runner(input=x, **zeros)
             )
     for name in runners:
