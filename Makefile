@@ -3,16 +3,20 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 .PHONY: demo test lint format setup clean bench bench-tflite notebook
 
-demo: $(STAMP)  ## port the bundled PyTorch model and print the parity report
+demo: $(DEMO_STAMP)  ## port the bundled PyTorch model and print the parity report
 	$(PY) examples/port_checkpoint.py
 
-test: $(STAMP)  ## lint, then the whole suite (doctests included) on 2 workers
+test: $(STAMP)  ## lint, the whole suite on 2 workers, then the oneDNN-sensitive tests with oneDNN flipped
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 -q --durations=15
+	@flipped=$$($(PY) .ci/flipped_onednn.py) && \
+	echo "== again, the tests marked numerics with TF_ENABLE_ONEDNN_OPTS=$$flipped" && \
+	TF_ENABLE_ONEDNN_OPTS=$$flipped $(PY) -m pytest -n 2 -q -m numerics --durations=5
 
 notebook: $(STAMP)  ## re-run the walkthrough notebook, writing its outputs in place
 	$(PY) -c "import nbformat; from nbclient import NotebookClient; \
@@ -23,7 +27,11 @@ bench: $(STAMP)  ## speed and memory vs torch and Keras (~10 min): benchmarks/re
 	$(PY) benchmarks/bench.py
 	$(PY) benchmarks/tflite_scaling.py benchmarks/tflite_scaling.json
 
-bench-tflite: $(STAMP)  ## time of the exported .tflite at L=100 and L=1000
+# litert-torch, when a Python with it is given (LITERT_TORCH_PYTHON=path/to/python;
+# otherwise its recipe, written here, stands in).
+bench-tflite: $(STAMP)  ## .tflite latency vs torch and litert-torch; growth with L
+	$(PY) benchmarks/tflite_latency.py --out benchmarks/tflite_latency.json \
+		$(if $(LITERT_TORCH_PYTHON),--litert-torch-python $(LITERT_TORCH_PYTHON))
 	$(PY) benchmarks/tflite_scaling.py benchmarks/tflite_scaling.json
 
 lint: $(STAMP)
@@ -36,11 +44,19 @@ format: $(STAMP)
 
 setup: $(STAMP)
 
-$(STAMP): requirements-dev.txt pyproject.toml
+# The demo needs only the runtime dependencies and torch; the full set
+# (requirements-dev.txt includes the demo's) sets up the demo too.
+$(DEMO_STAMP): requirements-demo.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-demo.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $(DEMO_STAMP)
+
+$(STAMP): requirements-dev.txt requirements-demo.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,9 +1,12 @@
 """Speed and memory of tflstm against torch.nn.LSTM and keras.layers.LSTM.
 
-    make bench                                  # everything, ~10 minutes
+    make bench                                  # everything, ~15 minutes
     python benchmarks/bench.py [--out DIR]      # the same
     python benchmarks/bench.py --config small   # one configuration, here
 
+The whole run happens twice, with TensorFlow's oneDNN optimisations on and
+off (`TF_ENABLE_ONEDNN_OPTS=1` and `=0`, on the same machine): they change
+TensorFlow's kernels and speed, and CPUs differ in which one is the default.
 Each configuration runs in a process of its own (so that no library's thread
 pools or caches leak between them), float32, with torch and TensorFlow on the
 same number of threads. For every configuration it first checks that the
@@ -12,19 +15,20 @@ times, as the median of REPEATS runs after WARMUP:
 
 - forward (inference): torch `nn.LSTM` under `no_grad`; `keras.layers.LSTM`
   (stacked / `Bidirectional` to match, via `converters.to_keras`) in a
-  `tf.function`; tflstm's inference kernels: `fused` (the default,
-  BlockLSTMV2 where it applies, else the loop), `loop` (`fused=False`),
-  `xla` (`jit_compile=True`); the exported `.tflite` (fused LSTM op) in
-  LiteRT with the same threads;
+  `tf.function`; tflstm's kernels: `default` (`kernel="auto"`, what a user
+  gets), `loop`, `block` (BlockLSTMV2, where it applies) and `xla`
+  (`kernel="xla"`); the exported `.tflite` in LiteRT with the same threads;
 - training step (forward + backward of a mean-square loss to every weight):
-  torch, Keras, tflstm (`training=True`: the exact path), and the same with
-  `jit_compile=True` (its loops compiled by XLA).
+  torch, Keras, tflstm's default (the exact `bptt` kernel), and both Keras
+  and tflstm with the whole step compiled by XLA (what
+  `model.compile(jit_compile=True)` does).
 
 It reports ratios tflstm/keras and tflstm/torch, achieved GFLOP/s against a
 measured matmul peak, and the peak memory (RSS growth) of one forward pass at
 L = 2,000 for Keras and tflstm, each in a fresh process. Results go to
-`results.json`, `results.md` (the table in the README) and `results.png`.
-Timings, not tests: the machines are shared and noisy (10-20% between runs).
+`results.json`, `results.md` (the table in the README) and `results.png`,
+with the oneDNN state and the CPU's vector extensions of each run. Timings,
+not tests: the machines are shared and noisy (10-20% between runs).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from _timing import median_ms  # benchmarks/ is on sys.path when run as a script
 
@@ -104,14 +108,13 @@ def _setup(config):
     )
     base = converters.from_torch(module)
     layers_by_kernel = {}
-    for kernel, options in (
-        ("fused", {}),
-        ("loop", {"fused": False}),
-        ("xla", {"jit_compile": True}),
-    ):
-        layer = tflstm.LSTM.from_config({**base.get_config(), **options})
+    kernels = {"default": "auto", "loop": "loop", "block": "block", "xla": "xla"}
+    if proj:
+        del kernels["block"]  # BlockLSTMV2 has no projection
+    for name, kernel in kernels.items():
+        layer = tflstm.LSTM.from_config({**base.get_config(), "kernel": kernel})
         converters.load_weights(layer, module.state_dict())
-        layers_by_kernel[kernel] = layer
+        layers_by_kernel[name] = layer
     keras_model = None if proj else converters.to_keras(base)
     x = np.random.default_rng(0).standard_normal((steps, batch, inputs))
     return module, base, layers_by_kernel, keras_model, x.astype("float32")
@@ -182,10 +185,10 @@ def run_config(name: str, config) -> dict:
         (module(xt)[0] ** 2).mean().backward()
 
     train = {"torch": torch_train}
-    for impl, kernel in (("tflstm", "fused"), ("tflstm_xla", "xla")):
-        train_layer = layers[kernel]
+    train_layer = layers["default"]
+    for impl, jit in (("tflstm", False), ("tflstm_xla", True)):
 
-        @tf.function
+        @tf.function(jit_compile=jit)
         def tflstm_train(x, layer=train_layer):
             with tf.GradientTape() as tape:
                 loss = tf.reduce_mean(layer(x, training=True)[0] ** 2)
@@ -193,14 +196,15 @@ def run_config(name: str, config) -> dict:
 
         train[impl] = lambda fn=tflstm_train: fn(x_tf)
     if keras_model is not None:
+        for impl, jit in (("keras", False), ("keras_xla", True)):
 
-        @tf.function
-        def keras_train(x):
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(keras_model(x, training=True) ** 2)
-            return tape.gradient(loss, keras_model.trainable_weights)
+            @tf.function(jit_compile=jit)
+            def keras_train(x):
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(keras_model(x, training=True) ** 2)
+                return tape.gradient(loss, keras_model.trainable_weights)
 
-        train["keras"] = lambda: keras_train(x_batch_major)
+            train[impl] = lambda fn=keras_train: fn(x_batch_major)
     result["train_ms"] = {impl: _median_ms(fn) for impl, fn in train.items()}
 
     flops = forward_flops(config)
@@ -233,30 +237,72 @@ def run_memory(impl: str) -> dict:
     return {"peak_rss_growth_mib": (after - before) / 1024}
 
 
-def _child(args: list[str]) -> dict:
+def environment() -> dict:
+    """What changes TensorFlow's speed here: oneDNN and the CPU's extensions."""
+    from tflstm import _policy
+
+    flags = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+    return {
+        "onednn": _policy.onednn_enabled(),
+        "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+        "vector_extensions": [f for f in wanted if f in flags],
+        "kernel_chosen": _default_inference_kernel(),
+    }
+
+
+def _default_inference_kernel() -> str:
+    from tflstm import _policy
+
+    facts = _policy.gather_facts(
+        training=False,
+        dtype="float32",
+        projection=False,
+        lengths=False,
+        hidden_size=128,
+        kernel="auto",
+        use_cudnn="auto",
+    )
+    return _policy.choose_kernel(facts)
+
+
+def _child(args: list[str], onednn: str) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, *args],
         check=True,
         capture_output=True,
         text=True,
         timeout=1200,
+        env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn},
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _table(results: dict) -> str:
+IMPLS = ["tflstm_default", "tflstm_loop", "tflstm_block", "tflstm_xla"]
+
+
+def _table(run: dict) -> str:
     head = (
-        "| L, N, I, H, layers | torch | Keras | tflstm fused | loop | XLA | "
-        "TFLite | tflstm/Keras | tflstm/torch | train: torch | Keras | tflstm | "
-        "tflstm XLA | tflstm/Keras | XLA/Keras |\n" + "|---" * 15 + "|\n"
+        "| L, N, I, H, layers | torch | Keras | tflstm default | loop | block | "
+        "XLA | TFLite | default/Keras | default/torch | default/fastest | "
+        "train: torch | Keras | tflstm | tflstm/Keras | XLA: Keras | tflstm | "
+        "tflstm XLA/Keras |\n" + "|---" * 18 + "|\n"
     )
     rows = []
-    for name, r in results["configs"].items():
+    for name, r in run["configs"].items():
         c, f, t = r["config"], r["forward_ms"], r["train_ms"]
         shape = f"{c['L']}, {c['N']}, {c['I']}, {c['H']}, {c['num_layers']}"
         shape += " bidir" if c["bidirectional"] else ""
         shape += f" proj {c['proj_size']}" if c["proj_size"] else ""
-        best = min(f["tflstm_fused"], f["tflstm_loop"])
+        default = f["tflstm_default"]
+        fastest = min(f[k] for k in IMPLS if k in f)
 
         def ms(d, k):
             return f"{d[k]:.1f}" if k in d else "-"
@@ -266,28 +312,43 @@ def _table(results: dict) -> str:
 
         rows.append(
             f"| {shape} ({name}) | {ms(f, 'torch')} | {ms(f, 'keras')} | "
-            f"{ms(f, 'tflstm_fused')} | {ms(f, 'tflstm_loop')} | "
-            f"{ms(f, 'tflstm_xla')} | {ms(f, 'tflite')} | "
-            f"{ratio(best, f, 'keras')} | {ratio(best, f, 'torch')} | "
+            + " | ".join(ms(f, k) for k in IMPLS)
+            + f" | {ms(f, 'tflite')} | {ratio(default, f, 'keras')} | "
+            f"{ratio(default, f, 'torch')} | {default / fastest:.2f} | "
             f"{ms(t, 'torch')} | {ms(t, 'keras')} | {ms(t, 'tflstm')} | "
-            f"{ms(t, 'tflstm_xla')} | {ratio(t['tflstm'], t, 'keras')} | "
-            f"{ratio(t['tflstm_xla'], t, 'keras')} |"
+            f"{ratio(t['tflstm'], t, 'keras')} | {ms(t, 'keras_xla')} | "
+            f"{ms(t, 'tflstm_xla')} | {ratio(t['tflstm_xla'], t, 'keras')} |"
         )
-    memory = results["memory"]
+    memory = run["memory"]
     mem = ", ".join(
         f"{k} {v['peak_rss_growth_mib']:.0f} MiB" for k, v in memory.items()
     )
-    compute = results["configs"].get("compute", {})
-    peak = compute.get("matmul_peak_gflops")
+    compute = run["configs"].get("compute", {})
+    peak = compute.get("matmul_peak_gflops", float("nan"))
     gflops = compute.get("forward_gflops", {})
     achieved = ", ".join(f"{k} {v:.0f}" for k, v in gflops.items())
+    env = run["environment"]
     return (
-        head + "\n".join(rows) + "\n\nForward times in ms (medians of "
-        f"{REPEATS}); ratios use tflstm's better non-XLA kernel (fused or loop). "
-        f"Compute-bound row, GFLOP/s: {achieved}; matmul peak {peak:.0f}. "
-        f"Peak memory of a forward pass at L=2,000 (RSS growth): {mem}. "
-        f"Machine: {results['machine']}, {THREADS} threads, {results['date']}.\n"
+        f"oneDNN {'on' if env['onednn'] else 'off'} "
+        f"(TF_ENABLE_ONEDNN_OPTS={env['TF_ENABLE_ONEDNN_OPTS']}; default "
+        f"inference kernel here: {env['kernel_chosen']}):\n\n"
+        + head
+        + "\n".join(rows)
+        + f"\n\nCompute-bound row, GFLOP/s: {achieved}; matmul peak {peak:.0f}. "
+        f"Peak memory of a forward pass at L=2,000 (RSS growth): {mem}.\n"
     )
+
+
+def _report(results: dict) -> str:
+    first = next(iter(results["runs"].values()))["environment"]
+    parts = [
+        f"Machine: {results['machine']}, {THREADS} threads, vector extensions "
+        f"{', '.join(first['vector_extensions'])}, {results['date']}. Forward "
+        f'times in ms (medians of {REPEATS}); default = `kernel="auto"`, what '
+        "a user gets; XLA training = the whole step under `jit_compile=True`.\n"
+    ]
+    parts += [_table(run) for run in results["runs"].values()]
+    return "\n".join(parts)
 
 
 def _plot(results: dict, path: Path) -> None:
@@ -296,31 +357,38 @@ def _plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(results["configs"])
-    impls = ["torch", "keras", "tflstm_fused", "tflstm_loop", "tflstm_xla", "tflite"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    width = 0.8 / len(impls)
-    for j, impl in enumerate(impls):
-        ratios = []
-        for n in names:
-            f = results["configs"][n]["forward_ms"]
-            ratios.append(f.get(impl, float("nan")) / f["torch"])
-        axes[0].bar(
-            [i + j * width for i in range(len(names))], ratios, width, label=impl
-        )
-    train_impls = ["torch", "keras", "tflstm", "tflstm_xla"]
-    for j, impl in enumerate(train_impls):
-        ratios = []
-        for n in names:
-            t = results["configs"][n]["train_ms"]
-            ratios.append(t.get(impl, float("nan")) / t["torch"])
-        axes[1].bar([i + j * 0.2 for i in range(len(names))], ratios, 0.2, label=impl)
-    for ax, title in zip(axes, ("forward", "training step"), strict=True):
-        ax.set_xticks([i + 0.3 for i in range(len(names))], names)
-        ax.axhline(1.0, color="k", lw=0.5)
-        ax.set_ylabel("time / torch")
-        ax.set_title(f"{title} ({results['machine']}, {results['date']})")
-        ax.legend(fontsize=7)
+    runs = results["runs"]
+    fig, axes = plt.subplots(len(runs), 2, figsize=(13, 4 * len(runs)), squeeze=False)
+    for row, (setting, run) in zip(axes, runs.items(), strict=True):
+        names = list(run["configs"])
+        impls = ["torch", "keras", *IMPLS, "tflite"]
+        width = 0.8 / len(impls)
+        for j, impl in enumerate(impls):
+            ratios = [
+                run["configs"][n]["forward_ms"].get(impl, float("nan"))
+                / run["configs"][n]["forward_ms"]["torch"]
+                for n in names
+            ]
+            row[0].bar(
+                [i + j * width for i in range(len(names))], ratios, width, label=impl
+            )
+        train_impls = ["torch", "keras", "tflstm", "keras_xla", "tflstm_xla"]
+        width = 0.8 / len(train_impls)
+        for j, impl in enumerate(train_impls):
+            ratios = [
+                run["configs"][n]["train_ms"].get(impl, float("nan"))
+                / run["configs"][n]["train_ms"]["torch"]
+                for n in names
+            ]
+            row[1].bar(
+                [i + j * width for i in range(len(names))], ratios, width, label=impl
+            )
+        for ax, title in zip(row, ("forward", "training step"), strict=True):
+            ax.set_xticks([i + 0.3 for i in range(len(names))], names)
+            ax.axhline(1.0, color="k", lw=0.5)
+            ax.set_ylabel("time / torch")
+            ax.set_title(f"{title}, {setting} ({results['date']})")
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -329,9 +397,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", choices=sorted(CONFIGS))
     parser.add_argument("--memory", help="internal: one memory measurement")
+    parser.add_argument("--environment", action="store_true", help="internal")
     parser.add_argument("--out", default=str(Path(__file__).parent))
     parser.add_argument(
         "--only", nargs="*", default=sorted(CONFIGS), help="configurations to run"
+    )
+    parser.add_argument(
+        "--onednn",
+        nargs="*",
+        default=["1", "0"],
+        help="TF_ENABLE_ONEDNN_OPTS values to run with (default: 1 then 0)",
     )
     args = parser.parse_args(argv)
     if args.config:
@@ -340,30 +415,45 @@ def main(argv: list[str] | None = None) -> None:
     if args.memory:
         print(json.dumps(run_memory(args.memory)))
         return
+    if args.environment:
+        print(json.dumps(environment()))
+        return
     import tensorflow as tf
-
-    results = {
-        "machine": f"{platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores",
-        "date": time.strftime("%Y-%m-%d"),
-        "versions": {"tensorflow": tf.__version__},
-        "configs": {},
-        "memory": {},
-    }
     import torch
 
-    results["versions"]["torch"] = torch.__version__
-    for name in CONFIGS:
-        if name in args.only:
-            print(f"{name} ...", file=sys.stderr, flush=True)
-            results["configs"][name] = _child(["--config", name])
-    for impl in ("keras", "tflstm_fused", "tflstm_loop"):
-        results["memory"][impl] = _child(["--memory", impl])
+    results = {
+        "machine": f"{_cpu_name()}, {os.cpu_count()} cores",
+        "date": time.strftime("%Y-%m-%d"),
+        "versions": {"tensorflow": tf.__version__, "torch": torch.__version__},
+        "runs": {},
+    }
+    for setting in args.onednn:
+        env = _child(["--environment"], setting)
+        label = f"onednn_{'on' if env['onednn'] else 'off'}"
+        print(f"{label}: {env}", file=sys.stderr, flush=True)
+        run = {"environment": env, "configs": {}, "memory": {}}
+        for name in CONFIGS:
+            if name in args.only:
+                print(f"  {name} ...", file=sys.stderr, flush=True)
+                run["configs"][name] = _child(["--config", name], setting)
+        for impl in ("keras", "tflstm_default"):
+            run["memory"][impl] = _child(["--memory", impl], setting)
+        results["runs"][label] = run
     out = Path(args.out)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "results.md").write_text(_table(results))
+    (out / "results.md").write_text(_report(results))
     _plot(results, out / "results.png")
-    print(_table(results))
+    print(_report(results))
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

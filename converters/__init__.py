@@ -7,8 +7,9 @@
 >>> _ = module.load_state_dict(
 ...     {k: torch.from_numpy(v) for k, v in state_dict.items()}, strict=True)
 
-The names below are imported on first use, so that `tflstm-convert` can quiet
-TensorFlow's start-up logging before TensorFlow is imported.
+The names below are imported on first use: reading checkpoints and finding
+their LSTMs (`load_checkpoint`, `read_shapes`, `find_lstms`, ...) imports
+neither TensorFlow nor Keras.
 """
 
 import importlib
@@ -16,13 +17,19 @@ from typing import Any
 
 _EXPORTS = {
     "CheckpointError": "checkpoint",
+    "TensorInfo": "checkpoint",
+    "UnsafePickleWarning": "checkpoint",
+    "checkpoint_format": "checkpoint",
     "load_checkpoint": "checkpoint",
     "read_safetensors": "checkpoint",
+    "read_shapes": "checkpoint",
     "save_state_dict": "checkpoint",
     "LSTMSpec": "discover",
     "find_lstms": "discover",
     "infer_spec": "discover",
     "from_keras": "keras_io",
+    "keras_model": "models",
+    "torch_layout": "models",
     "to_keras": "keras_io",
     "from_torch": "torch_io",
     "load_weights": "torch_io",

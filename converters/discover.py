@@ -1,16 +1,18 @@
 """Finding the LSTMs in a state_dict and inferring their configuration.
 
-Pure functions of keys and shapes: nothing here needs torch or TensorFlow.
+Pure functions of keys and shapes: nothing here imports torch, TensorFlow or
+Keras, so that `tflstm-convert list` starts in a fraction of a second.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from tflstm._params import lstm_cell_param_shapes, lstm_param_shapes
+from _tflstm.params import lstm_cell_param_shapes, lstm_param_shapes
 
 _KEY = re.compile(
     r"^(?P<prefix>(?:.*\.)?)(?P<kind>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)"
@@ -22,9 +24,11 @@ _KEY = re.compile(
 class LSTMSpec:
     """One `nn.LSTM` (`kind="LSTM"`) or `nn.LSTMCell` found in a state_dict.
 
-    `prefix` is the text before the parameter names, e.g. `"encoder.rnn."`;
-    the other fields are the constructor arguments inferred from the shapes
-    (`num_layers`, `bidirectional` and `proj_size` are 1, False, 0 for a cell).
+    `prefix` is the module's name in the model, as `nn.Module.get_submodule`
+    and `from_torch(..., prefix=)` take it: `"encoder.rnn"` for the keys
+    `encoder.rnn.weight_ih_l0`, ...; `""` at the root. The other fields are the
+    constructor arguments inferred from the shapes (`num_layers`,
+    `bidirectional` and `proj_size` are 1, False, 0 for a cell).
     """
 
     prefix: str
@@ -56,13 +60,21 @@ class LSTMSpec:
         return lstm_cell_param_shapes(**self.layer_kwargs())
 
     def describe(self) -> str:
+        """E.g. `"encoder.rnn: nn.LSTM(input_size=40, ...)"`; `(root)` at the root."""
         args = ", ".join(f"{k}={v}" for k, v in self.layer_kwargs().items())
         return f"{self.prefix or '(root)'}: nn.{self.kind}({args})"
 
 
 def normalize_prefix(prefix: str) -> str:
-    """`"encoder.rnn"` and `"encoder.rnn."` both name the module `encoder.rnn`."""
+    """The keys' common start: `"encoder.rnn"` and `"encoder.rnn."` both give
+    `"encoder.rnn."`; the root is `""`."""
     return prefix if not prefix or prefix.endswith(".") else prefix + "."
+
+
+def show_prefix(prefix: str) -> str:
+    """A prefix as the user passes it: `'encoder.rnn'`, or `'' (the root)`."""
+    name = prefix.rstrip(".")
+    return repr(name) if name else "'' (the root)"
 
 
 def _shape(value: Any) -> tuple[int, ...]:
@@ -116,6 +128,7 @@ def infer_spec(params: Mapping[str, Any], prefix: str = "") -> LSTMSpec:
             shape is inconsistent with the configuration read off
             `weight_ih_l0` (`weight_ih`), `bias_ih_l0` and `weight_hr_l0`.
     """
+    prefix = prefix.rstrip(".")
     where = f"at prefix {prefix!r}" if prefix else "at the root"
     matches = {name: _KEY.match(name) for name in params}
     layered = {name for name, m in matches.items() if m and m["layer"] is not None}
@@ -167,7 +180,9 @@ def infer_spec(params: Mapping[str, Any], prefix: str = "") -> LSTMSpec:
     return result
 
 
-def find_lstms(state_dict: Mapping[str, Any]) -> list[LSTMSpec]:
+def find_lstms(
+    source: Mapping[str, Any] | str | os.PathLike, *, trust_pickle: bool = False
+) -> list[LSTMSpec]:
     """Every `nn.LSTM` and `nn.LSTMCell` in a (whole-model) state_dict.
 
     >>> import numpy as np
@@ -175,13 +190,24 @@ def find_lstms(state_dict: Mapping[str, Any]) -> list[LSTMSpec]:
     ...       "rnn.weight_ih_l0": np.zeros((8, 3)),
     ...       "rnn.weight_hh_l0": np.zeros((8, 2))}
     >>> [spec.describe() for spec in find_lstms(sd)]
-    ['rnn.: nn.LSTM(input_size=3, hidden_size=2, bias=False, num_layers=1, \
+    ['rnn: nn.LSTM(input_size=3, hidden_size=2, bias=False, num_layers=1, \
 bidirectional=False, proj_size=0)']
+
+    Args:
+        source: A state_dict (values with a `.shape`: tensors, arrays,
+            `converters.TensorInfo`), or a checkpoint path (any format of
+            `converters.load_checkpoint`), of which only the keys and shapes
+            are read.
+        trust_pickle: For a path, as in `converters.load_checkpoint`.
 
     Raises:
         ValueError: if a group of LSTM-named parameters is inconsistent.
     """
-    return [infer_spec(p, prefix) for prefix, p in sorted(_groups(state_dict).items())]
+    if isinstance(source, (str, os.PathLike)):
+        from converters.checkpoint import read_shapes
+
+        source = read_shapes(source, trust_pickle=trust_pickle)
+    return [infer_spec(p, prefix) for prefix, p in sorted(_groups(source).items())]
 
 
 def select(state_dict: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -194,9 +220,11 @@ def select(state_dict: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     prefix = normalize_prefix(prefix)
     groups = _groups(state_dict)
     if prefix not in groups:
-        found = [repr(p) for p in sorted(groups)] or ["none"]
-        raise ValueError(
-            f"No LSTM parameters at prefix {prefix!r}. The checkpoint holds LSTM "
-            f"parameters at the prefixes: {', '.join(found)}"
+        found = [show_prefix(p) for p in sorted(groups)]
+        held = (
+            f"The checkpoint holds LSTM parameters at the prefixes: {', '.join(found)}"
+            if found
+            else "The checkpoint holds no nn.LSTM or nn.LSTMCell parameters"
         )
+        raise ValueError(f"No LSTM parameters at prefix {show_prefix(prefix)}. {held}")
     return groups[prefix]

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import tflstm  # before Keras: it imports TensorFlow without the start-up lines
+
+# isort: split
 import keras
 import numpy as np
 
-import tflstm
+from _tflstm.params import lstm_param_name
 from converters.torch_io import load_weights, to_torch
-from tflstm._params import lstm_param_name
 
 
 def keras_cell_weights(

@@ -8,15 +8,16 @@ reordered or summed, and a round trip is bit-exact.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 import tflstm
-from converters.checkpoint import load_checkpoint
+from _tflstm.extras import require
+from converters.checkpoint import open_checkpoint
 from converters.discover import check_state_dict, infer_spec, normalize_prefix, select
+from tflstm._init import initial_values
 
 Layer = tflstm.LSTM | tflstm.LSTMCell
 Source = Any  # nn.LSTM, nn.LSTMCell, nn.Module, a state_dict or a path
@@ -29,15 +30,28 @@ def _is_torch_module(obj: Any) -> bool:
     )
 
 
-def _state_dict_of(source: Source, prefix: str) -> tuple[dict[str, Any], Any]:
-    """The flat state_dict of `source`, and the torch submodule at `prefix`."""
-    if _is_torch_module(source):
-        sub = source.get_submodule(prefix.rstrip(".")) if prefix else source
-        return dict(source.state_dict()), sub
+def _params_of(
+    source: Source, prefix: str, trust_pickle: bool
+) -> tuple[dict[str, Any], Callable[[str], np.ndarray], Any]:
+    """The parameters at `prefix` (for a file: their shapes only), a function
+    that reads one of them as numpy, and the torch submodule at `prefix`."""
     if isinstance(source, (str, os.PathLike)):
-        return load_checkpoint(source), None
+        checkpoint = open_checkpoint(source, trust_pickle=trust_pickle)
+        # Of a sharded checkpoint, only the shards that hold the prefix are read.
+        under = [k for k in checkpoint.keys() if k.startswith(prefix)]
+        try:
+            infos = select(checkpoint.infos(under), prefix)
+        except ValueError:  # raised again, naming every prefix that holds one
+            select(checkpoint.infos(), prefix)
+            raise
+        return infos, lambda name: checkpoint.read([prefix + name])[prefix + name], None
+    module = None
+    if _is_torch_module(source):
+        module = source.get_submodule(prefix.rstrip(".")) if prefix else source
+        source = source.state_dict()
     if isinstance(source, Mapping):
-        return dict(source), None
+        params = select(source, prefix)
+        return params, lambda name: _numpy(params[name]), module
     raise TypeError(
         "Expected `source` to be a torch.nn.Module, a state_dict (a mapping of "
         "names to tensors or arrays) or a checkpoint path. "
@@ -54,9 +68,9 @@ def _numpy(value: Any) -> np.ndarray:
     return tensor.numpy()
 
 
-def _default_dtype(params: Mapping[str, np.ndarray]) -> str:
-    dtypes = {a.dtype for a in params.values()}
-    return "float64" if dtypes == {np.dtype("float64")} else "float32"
+def _default_dtype(params: Mapping[str, Any]) -> str:
+    dtypes = {str(a.dtype).removeprefix("torch.") for a in params.values()}
+    return "float64" if dtypes == {"float64"} else "float32"
 
 
 def from_torch(
@@ -66,6 +80,7 @@ def from_torch(
     batch_first: bool | None = None,
     dropout: float | None = None,
     dtype: str | None = None,
+    trust_pickle: bool = False,
 ) -> Layer:
     """Builds a `tflstm.LSTM` (or `tflstm.LSTMCell`) holding PyTorch's weights.
 
@@ -76,7 +91,8 @@ def from_torch(
     Args:
         source: An `nn.LSTM` or `nn.LSTMCell`; any `nn.Module` holding one at
             `prefix`; a state_dict of torch tensors or numpy arrays; or a
-            checkpoint path (see `converters.load_checkpoint`).
+            checkpoint path (see `converters.load_checkpoint`), of which only
+            the tensors under `prefix` are read.
         prefix: Where the LSTM sits in a whole-model state_dict, e.g.
             `"encoder.rnn"` (a trailing "." is optional). Defaults to `""`,
             the root; `converters.find_lstms` lists the prefixes.
@@ -86,6 +102,9 @@ def from_torch(
         dtype: The layer's dtype. Defaults to `"float64"` for float64 weights
             and `"float32"` otherwise: float16 and bfloat16 checkpoints are
             widened to float32, exactly.
+        trust_pickle: For a checkpoint path: load a torch file that holds
+            other objects than tensors (e.g. `torch.save(model)`), which can
+            run code; see `converters.load_checkpoint`. Defaults to `False`.
 
     Returns:
         `tflstm.LSTM` for `nn.LSTM` weights, `tflstm.LSTMCell` for
@@ -96,8 +115,7 @@ def from_torch(
             do), or if the parameters are inconsistent.
     """
     prefix = normalize_prefix(prefix)
-    state_dict, module = _state_dict_of(source, prefix)
-    params = {k: _numpy(v) for k, v in select(state_dict, prefix).items()}
+    params, read, module = _params_of(source, prefix, trust_pickle)
     spec = infer_spec(params, prefix)
     kwargs = spec.layer_kwargs()
     if spec.kind == "LSTM":
@@ -117,9 +135,15 @@ def from_torch(
                 f"Received: batch_first={batch_first}, dropout={dropout}"
             )
         layer_cls = tflstm.LSTMCell
-    layer = layer_cls(**kwargs, dtype=dtype or _default_dtype(params))
-    load_weights(layer, params)
-    return layer
+
+    # Each weight is created from its tensor, read one at a time (no random
+    # initialisation, no copy): a checkpoint's LSTM costs about its size in
+    # memory (benchmarks/checkpoint_memory.py).
+    def initial(name: str) -> Callable:
+        return lambda shape, dtype=None: read(name).astype(dtype, copy=False)
+
+    with initial_values({name: initial(name) for name in spec.param_shapes()}):
+        return layer_cls(**kwargs, dtype=dtype or _default_dtype(params))
 
 
 def load_weights(layer: Layer, state_dict: Mapping[str, Any]) -> None:
@@ -133,7 +157,7 @@ def load_weights(layer: Layer, state_dict: Mapping[str, Any]) -> None:
     arrays = {k: _numpy(v) for k, v in state_dict.items()}
     check_state_dict(expected, arrays, f"{type(layer).__name__} {layer.name!r}")
     for variable in _torch_weights(layer):
-        variable.assign(tf.cast(arrays[variable.name], variable.dtype))
+        variable.assign(arrays[variable.name].astype(variable.dtype))
 
 
 def _torch_weights(layer: Layer) -> list:
@@ -180,7 +204,7 @@ def torch_config(layer: Layer) -> dict[str, Any]:
 def to_torch_module(layer: Layer):
     """A `torch.nn.LSTM` (or `nn.LSTMCell`) with the layer's configuration and
     weights, in the layer's dtype (float16/bfloat16 layers give float32)."""
-    import torch
+    torch = require("torch", extra="torch", purpose="to_torch_module")
 
     module_cls = torch.nn.LSTM if isinstance(layer, tflstm.LSTM) else torch.nn.LSTMCell
     state_dict = {k: torch.from_numpy(v) for k, v in to_torch(layer).items()}
@@ -198,7 +222,7 @@ def torch_module_from(
 ):
     """A float32 `torch.nn.LSTM` (or `nn.LSTMCell`) built by torch itself from
     the parameters at `prefix`: the independent reference for `compare`."""
-    import torch
+    torch = require("torch", extra="torch", purpose="torch_module_from")
 
     params = {k: _numpy(v) for k, v in select(state_dict, prefix).items()}
     spec = infer_spec(params, normalize_prefix(prefix))

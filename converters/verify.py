@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 import tflstm
+from _tflstm.extras import require
 from converters.torch_io import Layer
 
 
@@ -73,7 +74,7 @@ def compare(
         `{"h_1": ..., "c_1": ...}` for a cell; rel is relative to the largest
         magnitude of torch's tensor.
     """
-    import torch
+    torch = require("torch", extra="torch", purpose="compare")
 
     x = random_input(layer) if x is None else np.asarray(x)
     dtype = "float64" if layer.compute_dtype == "float64" else "float32"

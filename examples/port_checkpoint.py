@@ -9,20 +9,21 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).parent))
+import tflstm  # noqa: F401  (first: it imports TensorFlow without start-up lines)
 
+# isort: split
 import keras
 import numpy as np
 import torch
-from speech_model import CHECKPOINT, N_FEATURES, SpeechTagger
 
 import converters
+
+sys.path.insert(0, str(Path(__file__).parent))
+from speech_model import CHECKPOINT, N_FEATURES, SpeechTagger
 
 TOLERANCE = 1e-5  # float32 max abs error, as in the test suite
 
@@ -45,7 +46,7 @@ def main() -> int:
     warnings.filterwarnings("ignore", "LSTM with projections is not supported")
     state_dict = converters.load_checkpoint(CHECKPOINT)
     print(f"{CHECKPOINT.name}: {len(state_dict)} tensors")
-    for spec in converters.find_lstms(state_dict):
+    for spec in converters.find_lstms(CHECKPOINT):  # keys and shapes only
         print("  found", spec.describe())
 
     lstm = converters.from_torch(state_dict, prefix="encoder.lstm", batch_first=True)

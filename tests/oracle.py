@@ -13,9 +13,28 @@ import torch
 
 # Maximum absolute error against torch run in the same precision.
 ATOL = {"float64": 1e-10, "float32": 1e-5}
-# On long sequences and large layers, tflstm's float32 error against a float64
-# torch run may be at most this multiple of torch's own float32 error.
-FLOAT32_ERROR_RATIO = 2.0
+
+# Long sequences and large layers in float32 (tests/test_long.py): each
+# tensor's error against a float64 torch run is judged against torch's own
+# float32 error on the same run,
+#
+#     error(tflstm) <= RATIO[path] * max(error(torch), FLOOR_ULPS * ulp(|ref|))
+#
+# where ulp(|ref|) is the float32 spacing at the tensor's largest magnitude:
+# the floor keeps a lucky, tiny torch error (1 ulp) from deciding. "training"
+# is the exact path (activations one precision up, hand-written gradient);
+# "inference" uses TensorFlow's float32 sigmoid/tanh (Eigen's approximations,
+# up to 6 ulp where torch's are within 2), so its outputs sit further from
+# float64. The measurements behind these numbers are in test_long.py.
+FLOAT32_ERROR_RATIO = {"training": 3.0, "inference": 4.0}
+FLOAT32_ERROR_FLOOR_ULPS = 4
+
+
+def float32_error_bound(torch_error: float, reference, path: str) -> float:
+    """The largest float32 error allowed to tflstm on a long/large case."""
+    ulp = float(np.spacing(np.float32(np.abs(reference).max())))
+    return FLOAT32_ERROR_RATIO[path] * max(torch_error, FLOAT32_ERROR_FLOOR_ULPS * ulp)
+
 
 TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 

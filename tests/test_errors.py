@@ -150,9 +150,12 @@ def test_dropout_with_one_layer_warns_like_torch():
         tflstm.LSTM(H_IN, H, dropout=0.5)
 
 
-def test_dropout_bounds_are_accepted():
-    tflstm.LSTM(H_IN, H, num_layers=2, dropout=0.0)
-    tflstm.LSTM(H_IN, H, num_layers=2, dropout=1)
+def test_dropout_bounds_are_accepted_like_torch():
+    for p in (0, 0.0, 1, 1.0):
+        assert torch.nn.LSTM(H_IN, H, num_layers=2, dropout=p).dropout == p
+        layer = tflstm.LSTM(H_IN, H, num_layers=2, dropout=p)
+        assert type(layer.dropout) is float and layer.dropout == p
+        assert layer.get_config()["dropout"] == p
 
 
 @pytest.mark.parametrize(

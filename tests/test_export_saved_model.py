@@ -1,6 +1,7 @@
-"""SavedModel export: every grid configuration, served in a separate process
-that cannot import tflstm, against torch; streaming; Keras's own
-`model.export`; `saved_model_cli`."""
+"""SavedModel export: the pairwise grid of configurations, with and without
+packed sequences, an LSTMCell and Keras's own `model.export`, all exported once
+and served in ONE separate process that cannot import tflstm, against torch;
+streaming; `saved_model_cli`."""
 
 import subprocess
 import sys
@@ -8,17 +9,20 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 import torch
-from oracle import ATOL
-from test_lstm_parity import GRID
+from grids import PAIRWISE
+from oracle import ATOL, run_torch
 
 import converters
 import tflstm
+from converters import random_lengths
 from tflstm.export import export_saved_model
 
 LOADER = Path(__file__).with_name("serving_loader.py")
 H_IN, H = 5, 7
 SHAPES = [(6, 3), (11, 1)]  # (L, N): two lengths and batch sizes, one file
+PACKED_STEPS, PACKED_BATCH = 7, 4
 
 
 def serve_elsewhere(jobs: dict, tmp_path: Path) -> dict:
@@ -48,47 +52,151 @@ def serve_elsewhere(jobs: dict, tmp_path: Path) -> dict:
     return out
 
 
-def torch_run(module, x, hx=None):
-    with torch.no_grad():
-        output, (h_n, c_n) = module(
-            torch.from_numpy(x), hx and tuple(map(torch.from_numpy, hx))
-        )
-    return {"output": output.numpy(), "h_n": h_n.numpy(), "c_n": c_n.numpy()}
+def _torch(module, x, hx=None, lengths=None):
+    want = run_torch(module, x, hx, dtype="float32", lengths=lengths)
+    return {"output": want["out0"], "h_n": want["out1"], "c_n": want["out2"]}
 
 
-def test_saved_model_matches_torch_in_another_process(tmp_path):
-    """Every grid configuration, exported once, served at two (L, N) shapes
-    with and without an initial state, in one separate process."""
-    rng = np.random.default_rng(0)
+def _lstm_jobs(tmp: Path, rng) -> tuple[dict, dict]:
+    """The pairwise grid at two (L, N), with and without an initial state,
+    and again with `sequence_lengths` (padding filled with a random value)."""
     jobs, expected = {}, {}
-    for i, cfg in enumerate(GRID):
+    for i, cfg in enumerate(PAIRWISE):
         torch.manual_seed(i)
         module = torch.nn.LSTM(H_IN, H, **cfg)
-        path = tmp_path / f"model_{i}"
-        export_saved_model(converters.from_torch(module), path)
+        layer = converters.from_torch(module)
+        export_saved_model(layer, tmp / f"grid{i}")
+        export_saved_model(layer, tmp / f"packed{i}", sequence_lengths=True)
         n_states = cfg["num_layers"] * (2 if cfg["bidirectional"] else 1)
-        for steps, batch in SHAPES:
+        shapes = [(*shape, None) for shape in SHAPES]
+        shapes.append((PACKED_STEPS, PACKED_BATCH, random_lengths(7, 4, seed=i)))
+        for steps, batch, lengths in shapes:
             shape = (batch, steps, H_IN) if cfg["batch_first"] else (steps, batch, H_IN)
             x = rng.standard_normal(shape).astype("float32")
-            h0 = rng.standard_normal((n_states, batch, cfg["proj_size"] or H)).astype(
-                "float32"
+            hx = tuple(
+                rng.standard_normal((n_states, batch, size)).astype("float32")
+                for size in (cfg["proj_size"] or H, H)
             )
-            c0 = rng.standard_normal((n_states, batch, H)).astype("float32")
-            job = f"{i}-{steps}"
-            jobs[job] = (path, "serving_default", {"input": x})
-            expected[job] = torch_run(module, x)
-            jobs[job + "s"] = (path, "with_state", {"input": x, "h_0": h0, "c_0": c0})
-            expected[job + "s"] = torch_run(module, x, (h0, c0))
-    served = serve_elsewhere(jobs, tmp_path)
-    assert served.keys() == expected.keys()
+            path, extra, group = tmp / f"grid{i}", {}, "grid"
+            if lengths is not None:
+                path, extra, group = (
+                    tmp / f"packed{i}",
+                    {"sequence_lengths": lengths},
+                    "packed",
+                )
+                valid = np.arange(steps)[:, None] < lengths[None, :]
+                valid = valid.T if cfg["batch_first"] else valid
+                x = np.where(valid[..., None], x, rng.standard_normal()).astype(
+                    "float32"
+                )
+            job = f"{group}-{i}-{steps}"
+            jobs[job] = (path, "serving_default", {"input": x, **extra})
+            expected[job] = _torch(module, x, lengths=lengths)
+            state = {"input": x, "h_0": hx[0], "c_0": hx[1], **extra}
+            jobs[job + "s"] = (path, "with_state", state)
+            expected[job + "s"] = _torch(module, x, hx, lengths)
+    return jobs, expected
+
+
+def _export_and_serve(tmp: Path) -> None:
+    """Every SavedModel of this module, exported and served in one process;
+    writes what was served and what torch (or the Keras model) gives."""
+    rng = np.random.default_rng(0)
+    jobs, expected = _lstm_jobs(tmp, rng)
+
+    torch.manual_seed(0)
+    cell = torch.nn.LSTMCell(H_IN, H)
+    export_saved_model(converters.from_torch(cell), tmp / "cell")
+    x, h, c = (rng.standard_normal((4, n)).astype("float32") for n in (H_IN, H, H))
+    jobs["cell"] = (tmp / "cell", "with_state", {"input": x, "h_0": h, "c_0": c})
+    with torch.no_grad():
+        h_1, c_1 = cell(torch.from_numpy(x), (torch.from_numpy(h), torch.from_numpy(c)))
+    expected["cell"] = {"h_1": h_1.numpy(), "c_1": c_1.numpy()}
+
+    inputs = keras.Input((None, H_IN))
+    output, (h_n, _) = tflstm.LSTM(
+        H_IN, H, num_layers=2, bidirectional=True, batch_first=True, seed=0
+    )(inputs)
+    model = keras.Model(inputs, [keras.layers.Dense(2)(output), h_n])
+    model.export(tmp / "keras_export", format="tf_saved_model", verbose=False)
+    x = rng.standard_normal((3, 9, H_IN)).astype("float32")
+    jobs["keras"] = (tmp / "keras_export", "serve", {"_": x})
+    # Keras names the served outputs output_0, output_1.
+    want = model.predict(x, verbose=0)
+    expected["keras"] = {f"output_{i}": w for i, w in enumerate(want)}
+
+    serve_elsewhere(jobs, tmp)  # writes out.npz
+    np.savez(
+        tmp / "expected.npz",
+        **{f"{job}/{k}": v for job, outs in expected.items() for k, v in outs.items()},
+    )
+
+
+def _by_job(path: Path) -> dict:
+    out: dict = {}
+    with np.load(path) as data:
+        for key in data.files:
+            job, name = key.split("/")[0], key.split("/")[-1]
+            out.setdefault(job, {})[name] = data[key]
+    return out
+
+
+@pytest.fixture(scope="module")
+def served(build_once):
+    """{job: (served outputs, expected outputs)}: every SavedModel of this
+    module, exported once per test run and served in ONE process that cannot
+    import tflstm."""
+    folder = build_once("saved_models", _export_and_serve)
+    results, expected = _by_job(folder / "out.npz"), _by_job(folder / "expected.npz")
+    assert results.keys() == expected.keys()
+    return {job: (results[job], expected[job]) for job in expected}
+
+
+def _errors(served: dict, group: str) -> dict:
     errors = {}
-    for job, want in expected.items():
-        assert served[job].keys() == want.keys()
+    for job, (got, want) in served.items():
+        if job.split("-")[0] != group:
+            continue
+        assert got.keys() == want.keys(), job
         for name, value in want.items():
-            assert served[job][name].shape == value.shape, (job, name)
-            errors[job, name] = float(np.abs(served[job][name] - value).max())
+            assert got[name].shape == value.shape, (job, name)
+            errors[job, name] = float(np.abs(got[name] - value).max())
+    assert errors, f"no jobs in group {group!r}"
+    return errors
+
+
+@pytest.mark.numerics
+def test_saved_model_matches_torch_in_another_process(served):
+    """The pairwise grid, served at two (L, N) shapes, with and without an
+    initial state."""
+    errors = _errors(served, "grid")
+    assert len(errors) == len(PAIRWISE) * len(SHAPES) * 2 * 3
     bad = {k: e for k, e in errors.items() if not e <= ATOL["float32"]}
     assert not bad, bad
+
+
+@pytest.mark.numerics
+def test_saved_model_with_sequence_lengths(served):
+    """Both signatures take `sequence_lengths`: torch's packed sequences."""
+    errors = _errors(served, "packed")
+    assert len(errors) == len(PAIRWISE) * 2 * 3
+    bad = {k: e for k, e in errors.items() if not e <= ATOL["float32"]}
+    assert not bad, bad
+
+
+def test_lstm_cell_saved_model(served):
+    errors = _errors(served, "cell")
+    assert set(errors) == {("cell", "h_1"), ("cell", "c_1")}
+    assert max(errors.values()) <= ATOL["float32"], errors
+
+
+def test_keras_model_export(served):
+    """Keras's own `model.export` of a model holding a tflstm.LSTM: what it
+    serves elsewhere is what the model predicts."""
+    got, want = served["keras"]
+    assert got.keys() == want.keys() == {"output_0", "output_1"}
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], atol=1e-6, rtol=0)
 
 
 def test_streaming_in_chunks_equals_whole_sequence(tmp_path):
@@ -110,43 +218,6 @@ def test_streaming_in_chunks_equals_whole_sequence(tmp_path):
     )
     np.testing.assert_allclose(h, whole_h, atol=1e-6, rtol=0)
     np.testing.assert_allclose(c, whole_c, atol=1e-6, rtol=0)
-
-
-def test_lstm_cell_saved_model(tmp_path):
-    torch.manual_seed(0)
-    module = torch.nn.LSTMCell(H_IN, H)
-    export_saved_model(converters.from_torch(module), tmp_path / "cell")
-    rng = np.random.default_rng(0)
-    x, h, c = (rng.standard_normal((4, n)).astype("float32") for n in (H_IN, H, H))
-    served = serve_elsewhere(
-        {"cell": (tmp_path / "cell", "with_state", {"input": x, "h_0": h, "c_0": c})},
-        tmp_path,
-    )
-    with torch.no_grad():
-        want = module(torch.from_numpy(x), (torch.from_numpy(h), torch.from_numpy(c)))
-    np.testing.assert_allclose(
-        served["cell"]["h_1"], want[0].numpy(), atol=ATOL["float32"], rtol=0
-    )
-    np.testing.assert_allclose(
-        served["cell"]["c_1"], want[1].numpy(), atol=ATOL["float32"], rtol=0
-    )
-
-
-def test_keras_model_export(tmp_path):
-    inputs = keras.Input((None, H_IN))
-    output, (h_n, _) = tflstm.LSTM(
-        H_IN, H, num_layers=2, bidirectional=True, batch_first=True, seed=0
-    )(inputs)
-    model = keras.Model(inputs, [keras.layers.Dense(2)(output), h_n])
-    model.export(tmp_path / "keras_export", format="tf_saved_model", verbose=False)
-    x = np.random.default_rng(0).standard_normal((3, 9, H_IN)).astype("float32")
-    served = serve_elsewhere(
-        {"k": (tmp_path / "keras_export", "serve", {"_": x})}, tmp_path
-    )
-    want = model.predict(x, verbose=0)
-    got = [served["k"][k] for k in sorted(served["k"])]
-    for a, b in zip(got, want, strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
 
 
 def test_saved_model_cli_lists_the_signatures(tmp_path):

@@ -5,23 +5,14 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from grids import GRID, dtype_cases
+from grids import ids as _ids
 from oracle import ATOL, assert_matches, copy_torch_weights, run_tflstm, run_torch
 
 import tflstm
 
 L, N, H_IN, H = 5, 3, 4, 6
-PROJ = 2
-
-GRID = [
-    dict(bias=b, batch_first=bf, bidirectional=bd, proj_size=p, num_layers=nl)
-    for b, bf, bd, p, nl in itertools.product(
-        [True, False], [False, True], [False, True], [0, PROJ], [1, 2, 3]
-    )
-]
-
-
-def _ids(cfg):
-    return "-".join(f"{k}={int(v)}" for k, v in cfg.items())
+PROJ = 2  # tests/grids.py's proj_size
 
 
 def make_pair(dtype="float64", input_size=H_IN, hidden_size=H, seed=0, **cfg):
@@ -54,8 +45,7 @@ def make_inputs(
     return x, (h0, c0)
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("cfg", GRID, ids=_ids)
+@pytest.mark.parametrize(("cfg", "dtype"), dtype_cases())
 def test_matches_torch(cfg, dtype):
     """Outputs, h_n, c_n and every gradient, batched/unbatched, with/without hx,
     on the training path and on the inference path."""
@@ -119,48 +109,27 @@ def test_scan_equals_python_loop_over_cell():
     np.testing.assert_allclose(c_n[0], hx[1], atol=ATOL["float64"], rtol=0)
 
 
-@pytest.mark.parametrize(
-    "options", [dict(fused=False), dict(jit_compile=True)], ids=["loop", "xla"]
-)
-@pytest.mark.parametrize("cfg", GRID[::5], ids=_ids)
-def test_inference_kernels_match_torch(cfg, options):
-    """The kernels other than the default (XLA: inference and training
-    paths): outputs and gradients."""
+# BlockLSTMV2 has no projection (asking for it there is an error: test_policy).
+KERNEL_CASES = [
+    pytest.param(cfg, kernel, id=f"{_ids(cfg)}-{kernel}")
+    for cfg in GRID[::5]
+    for kernel in ("loop", "block", "xla")
+    if not (kernel == "block" and cfg["proj_size"])
+]
+
+
+@pytest.mark.numerics
+@pytest.mark.parametrize(("cfg", "kernel"), KERNEL_CASES)
+def test_each_kernel_matches_torch(cfg, kernel):
+    """The kernels a user can ask for by name, float32, outputs and gradients
+    (inference path; XLA also on the training path)."""
     torch.manual_seed(0)
     module = torch.nn.LSTM(H_IN, H, **cfg)
-    layer = tflstm.LSTM(H_IN, H, dtype="float32", **cfg, **options)
+    layer = tflstm.LSTM(H_IN, H, dtype="float32", **cfg, kernel=kernel)
     copy_torch_weights(module, layer)
     for with_hx in (True, False):
         x, hx = make_inputs(cfg, batched=True, with_hx=with_hx)
         want = run_torch(module, x, hx, dtype="float32")
-        for training in (False, True) if "jit_compile" in options else (False,):
+        for training in (False, True) if kernel == "xla" else (False,):
             got = run_tflstm(layer, x, hx, dtype="float32", training=training)
             assert_matches(want, got, ATOL["float32"])
-
-
-def _graph_ops(layer, x, **kwargs):
-    import tensorflow as tf
-
-    fn = tf.function(lambda x: layer(x, **kwargs))
-    graph = fn.get_concrete_function(tf.constant(x)).graph
-    ops = {op.type for op in graph.get_operations()}
-    for f in graph.as_graph_def().library.function:
-        ops |= {node.op for node in f.node_def}
-    return ops
-
-
-def test_fused_kernel_is_used_where_it_applies():
-    x = np.zeros((5, 2, H_IN), "float32")
-    fused = tflstm.LSTM(H_IN, H, bidirectional=True)
-    assert "BlockLSTMV2" in _graph_ops(fused, x, training=False)
-    assert "BlockLSTMV2" not in _graph_ops(fused, x, training=True)
-    for layer in (
-        tflstm.LSTM(H_IN, H, fused=False),
-        tflstm.LSTM(H_IN, H, proj_size=2),
-        tflstm.LSTM(H_IN, 512),  # the loop is faster there
-    ):
-        assert "BlockLSTMV2" not in _graph_ops(layer, x, training=False)
-    lengths = np.array([5, 2])
-    assert "BlockLSTMV2" not in _graph_ops(
-        fused, x, training=False, sequence_lengths=lengths
-    )

@@ -1,24 +1,18 @@
 """Packed sequences: `sequence_lengths=` and Keras masks against torch's
 `pack_padded_sequence` -> `nn.LSTM` -> `pad_packed_sequence`."""
 
-import itertools
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import torch
+from grids import dtype_cases
 from oracle import ATOL, assert_matches, run_tflstm, run_torch
-from test_export_saved_model import serve_elsewhere
-from test_lstm_parity import GRID, H_IN, H, _ids, make_inputs, make_pair
+from test_lstm_parity import H_IN, H, _ids, make_inputs, make_pair
 
 import converters
 import tflstm
 from converters import random_lengths
-from tflstm.export import export_saved_model
-from tflstm.tflite import export_tflite, run_tflite, tflite_ops
 
 STEPS, BATCH = 6, 5
 
@@ -33,8 +27,7 @@ def padded(x, lengths, batch_first, value=np.nan):
     return np.where(valid[..., None], x, value)
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("cfg", GRID, ids=_ids)
+@pytest.mark.parametrize(("cfg", "dtype"), dtype_cases())
 def test_matches_torch_packed(cfg, dtype):
     """Outputs (0 past each length), h_n, c_n and every gradient; unsorted
     lengths holding 1 and L; with and without hx; both execution paths."""
@@ -259,136 +252,19 @@ def test_mask_errors():
         layer(x, mask=np.ones((2, 4), bool))
 
 
-def test_saved_model_with_sequence_lengths(tmp_path):
-    """Both signatures take `sequence_lengths`; served elsewhere, vs torch."""
-    jobs, expected = {}, {}
-    rng = np.random.default_rng(0)
-    for i, cfg in enumerate(c for c in GRID if c["num_layers"] == 2):
-        torch.manual_seed(i)
-        module = torch.nn.LSTM(H_IN, H, **cfg)
-        path = tmp_path / f"m{i}"
-        export_saved_model(converters.from_torch(module), path, sequence_lengths=True)
-        x, hx = make_inputs(cfg, batched=True, with_hx=True, steps=STEPS, batch=BATCH)
-        x, hx = x.astype("float32"), tuple(s.astype("float32") for s in hx)
-        lengths = random_lengths(STEPS, BATCH, seed=i)
-        x = padded(x, lengths, cfg["batch_first"], value=rng.standard_normal())
-        jobs[f"{i}"] = (
-            path,
-            "serving_default",
-            {"input": x, "sequence_lengths": lengths},
-        )
-        jobs[f"{i}s"] = (
-            path,
-            "with_state",
-            {"input": x, "h_0": hx[0], "c_0": hx[1], "sequence_lengths": lengths},
-        )
-        for job, state in ((f"{i}", None), (f"{i}s", hx)):
-            want = run_torch(module, x, state, dtype="float32", lengths=lengths)
-            expected[job] = {
-                "output": want["out0"],
-                "h_n": want["out1"],
-                "c_n": want["out2"],
-            }
-    served = serve_elsewhere(jobs, tmp_path)
-    for job, want in expected.items():
-        for name, value in want.items():
-            np.testing.assert_allclose(
-                served[job][name], value, atol=ATOL["float32"], rtol=0
-            )
+def test_cli_convert_with_sequence_lengths(tmp_path, capsys):
+    """`tflstm-convert convert --sequence-lengths --verify` (in-process:
+    tests/test_cli.py runs the command as a subprocess once)."""
+    from converters.cli import main
 
-
-@pytest.mark.parametrize("fused", [True, False])
-def test_tflite_with_sequence_lengths(fused):
-    """Every grid configuration with one or two layers, builtin ops only."""
-    for i, cfg in enumerate(c for c in GRID if c["num_layers"] < 3):
-        torch.manual_seed(i)
-        module = torch.nn.LSTM(H_IN, H, **cfg)
-        layer = converters.from_torch(module)
-        flatbuffer = export_tflite(
-            layer, batch_size=BATCH, fused=fused, sequence_lengths=True
-        )
-        assert not any(op.startswith("CUSTOM") for op in tflite_ops(flatbuffer))
-        if fused:
-            assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in tflite_ops(flatbuffer)
-        for steps, with_hx in itertools.product((STEPS, 11), (True, False)):
-            x, hx = make_inputs(
-                cfg, batched=True, with_hx=with_hx, steps=steps, batch=BATCH, seed=steps
-            )
-            x = x.astype("float32")
-            hx = hx and tuple(s.astype("float32") for s in hx)
-            lengths = random_lengths(steps, BATCH, seed=i + steps)
-            want = run_torch(module, x, hx, dtype="float32", lengths=lengths)
-            output, (h_n, c_n) = run_tflite(
-                flatbuffer,
-                layer.get_config(),
-                padded(x, lengths, cfg["batch_first"], value=7.0),
-                hx,
-                sequence_lengths=lengths,
-            )
-            for name, got, key in (
-                ("output", output, "out0"),
-                ("h_n", h_n, "out1"),
-                ("c_n", c_n, "out2"),
-            ):
-                np.testing.assert_allclose(
-                    got,
-                    want[key],
-                    atol=ATOL["float32"],
-                    rtol=0,
-                    err_msg=f"{cfg} {name}",
-                )
-
-
-def test_tflite_padding_keeps_the_cell_state_exactly():
-    """The fused op's padding trick (saturated input and forget gates) leaves
-    c exactly unchanged, even for large cell states and long padding."""
-    torch.manual_seed(0)
-    module = torch.nn.LSTM(H_IN, H)
-    with torch.no_grad():
-        module.bias_ih_l0[H : 2 * H] = 20.0  # forget gate ~1: c grows large
-        module.bias_ih_l0[2 * H : 3 * H] = 5.0
-    layer = converters.from_torch(module)
-    flatbuffer = export_tflite(layer, batch_size=2, sequence_lengths=True)
-    x = np.random.default_rng(0).standard_normal((300, 2, H_IN)).astype("float32")
-    lengths = np.array([40, 300], "int32")
-    _, (_, c_n) = run_tflite(
-        flatbuffer, layer.get_config(), x, sequence_lengths=lengths
-    )
-    _, (_, c_40) = run_tflite(
-        flatbuffer,
-        layer.get_config(),
-        x[:40],
-        sequence_lengths=np.array([40, 40], "int32"),
-    )
-    assert np.abs(c_n[0, 0]).max() > 10  # beyond the converter's default clip
-    np.testing.assert_array_equal(c_n[0, 0], c_40[0, 0])
-
-
-def test_cli_convert_with_sequence_lengths(tmp_path):
     torch.manual_seed(0)
     module = torch.nn.LSTM(H_IN, H, num_layers=2, bidirectional=True)
     ckpt = tmp_path / "model.pt"
     torch.save(module.state_dict(), ckpt)
     for fmt, out in (("savedmodel", "sm"), ("tflite", "m.tflite")):
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "converters.cli",
-                "convert",
-                str(ckpt),
-                str(tmp_path / out),
-                "--format",
-                fmt,
-                "--sequence-lengths",
-                "--batch-size",
-                "4",
-                "--verify",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stderr
-        assert "sequence_lengths: [" in result.stdout
-        assert "OK: max abs error" in result.stdout
+        argv = ["convert", str(ckpt), str(tmp_path / out), "--format", fmt]
+        argv += ["--sequence-lengths", "--batch-size", "4", "--verify"]
+        assert main(argv) == 0, capsys.readouterr().err
+        out = capsys.readouterr().out
+        assert "sequence_lengths: [" in out
+        assert "OK: max abs error" in out

@@ -49,7 +49,9 @@ OPTIMIZERS = {
 }
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "dtype", ["float64", pytest.param("float32", marks=pytest.mark.numerics)]
+)
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_fit_matches_torch_optimiser_steps(config, optimizer, dtype):

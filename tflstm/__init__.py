@@ -2,13 +2,20 @@
 
 >>> import tflstm
 >>> layer = tflstm.LSTM(input_size=8, hidden_size=16, num_layers=2, batch_first=True)
+
+Importing `tflstm` registers its layers with Keras (package "tflstm"), which
+`keras.saving.load_model` needs to load a `.keras` file that holds them.
 """
 
-from tflstm._params import lstm_cell_param_shapes, lstm_param_shapes
-from tflstm.lstm import LSTM
-from tflstm.lstm_cell import LSTMCell
+from _tflstm import __version__
+from _tflstm.quiet import import_tensorflow
 
-__version__ = "0.1.0"
+# Before Keras imports TensorFlow: its start-up lines would reach stderr.
+import_tensorflow()
+
+from _tflstm.params import lstm_cell_param_shapes, lstm_param_shapes  # noqa: E402
+from tflstm.lstm import LSTM  # noqa: E402
+from tflstm.lstm_cell import LSTMCell  # noqa: E402
 
 __all__ = [
     "LSTM",

@@ -37,6 +37,20 @@ def check_bool(name: str, value: object) -> bool:
     return value
 
 
+def check_choice(name: str, value: Any, options: Sequence[Any]) -> Any:
+    """Returns `value` if it is one of `options` (compared with `is` for
+    booleans, so that 1 is not taken for True)."""
+    for option in options:
+        if value is option if isinstance(option, bool) else value == option:
+            if not isinstance(value, bool) or isinstance(option, bool):
+                return value
+    expected = ", ".join(repr(o) for o in options)
+    raise ValueError(
+        f"Received an invalid value for argument `{name}`, expected one of "
+        f"{expected}, got {value!r}."
+    )
+
+
 def check_int(name: str, value: object, *, minimum: int) -> int:
     """Returns `value` if it is an integer >= `minimum`.
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from tflstm import _errors
+from tflstm import _errors, _policy
 from tflstm.lstm import LSTM
 from tflstm.lstm_cell import LSTMCell
 
@@ -147,4 +147,5 @@ def export_saved_model(
     [('c_n', (2, 2, 5)), ('h_n', (2, 2, 5)), ('output', (7, 2, 5))]
     """
     module = ServingModule(layer, sequence_lengths=sequence_lengths)
-    tf.saved_model.save(module, os.fspath(path), signatures=module.signatures())
+    with _policy.exporting():  # traced here: portable kernels only
+        tf.saved_model.save(module, os.fspath(path), signatures=module.signatures())

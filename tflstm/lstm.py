@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from tflstm import _errors
-from tflstm._ops import _dims, lstm_layer
+from tflstm import _errors, _policy
+from tflstm._init import create_weights
+from tflstm._kernels import run_kernel
+from tflstm._ops import (
+    LSTMWeights,
+    dims,
+    stack_weights,
+    time_major_mask,
+    valid_steps,
+)
 from tflstm._params import lstm_param_name, lstm_param_shapes
 
 _STATE_LEGEND_H = "(D*num_layers, N, H_out)"
 _STATE_LEGEND_C = "(D*num_layers, N, H_cell)"
-
-
-def pytorch_uniform(hidden_size: int, seed: keras.random.SeedGenerator):
-    """PyTorch's RNN initialiser: U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))."""
-    bound = 1.0 / math.sqrt(hidden_size)
-    return keras.initializers.RandomUniform(-bound, bound, seed=seed)
 
 
 @keras.saving.register_keras_serializable(package="tflstm")
@@ -81,19 +82,23 @@ class LSTM(keras.layers.Layer):
         return_state: Keyword-only. Whether the call returns
             `(output, (h_n, c_n))`, as torch does, or only `output`, which lets
             the layer sit inside `keras.Sequential`. Defaults to `True`.
-        fused: Keyword-only. Whether inference (`training=False`) runs on
-            TensorFlow's fused LSTM kernel (`BlockLSTMV2`) where it applies
-            and is faster (float32/float16, no projection, no
-            `sequence_lengths`, hidden_size <= 256): 1.2-1.5x faster than the
-            loop on CPU, same tolerance. Set `False` for a
-            model that Keras's `model.export(format="litert")` must convert
-            with builtin ops only. Defaults to `True`.
-        jit_compile: Keyword-only. Whether the recurrences are compiled
-            with XLA: inference (instead of `fused`) and the training path's
-            forward and backward loops (a training step 1.3x faster on
-            N=32, H=128). Compiled again for every new input shape (about
-            1-2 s each on CPU), so best with fixed or bucketed lengths.
-            Same tolerances. Defaults to `False`.
+        kernel: Keyword-only. Which kernel runs the recurrence: `"auto"`
+            (default) chooses by measurement for the CPU and oneDNN setting,
+            and always a portable one (a plain TensorFlow loop) inside XLA
+            and in exports; `"loop"` a `tf.while_loop` of TensorFlow ops;
+            `"block"` TensorFlow's fused `BlockLSTMV2` op (inference only; no
+            projection, `sequence_lengths` or float64; not under XLA, not a
+            TFLite builtin); `"xla"` the loop compiled by XLA on its own
+            (once per input shape, about 1-2 s each on CPU: best with fixed
+            or bucketed lengths). Same tolerances for all. Inside a model
+            compiled with `jit_compile=True` every choice but `"block"`
+            runs as part of the model's XLA computation.
+        use_cudnn: Keyword-only. As in `keras.layers.LSTM`: `"auto"`
+            (default) runs cuDNN's LSTM when a GPU is visible (and the
+            device scope is not a CPU), the layer has no projection and no
+            other `kernel` was asked for; `True` requires cuDNN (an error
+            where it cannot serve); `False` never uses it. Exports never
+            contain cuDNN ops unless `use_cudnn=True`.
         seed: Keyword-only. An integer seed for the initial weights and the
             dropout masks.
             Defaults to `None` (Keras's global seed, see
@@ -103,13 +108,13 @@ class LSTM(keras.layers.Layer):
     Call arguments:
         input: The input sequence, shaped as above.
         hx: `None` (zeros) or a tuple `(h_0, c_0)` of the initial states.
-        training: Whether dropout is applied. Keras sets it in `fit`. It also
-            picks the computation: training runs the sigmoid and tanh one
+        training: Whether dropout is applied (Keras sets it in `fit`). It
+            also chooses the gradient: training runs the sigmoid and tanh one
             precision up and a hand-written gradient whose float32 error stays
-            within torch's own on long sequences; inference runs TensorFlow's
-            float32 activations, stores nothing for a gradient and converts
-            to TFLite (gradients through it are still correct, and within
-            1e-5 of torch on the test grid).
+            within torch's own on long sequences (or cuDNN's on a GPU);
+            inference runs TensorFlow's float32 activations and stores
+            nothing for a gradient (gradients through it are still correct,
+            and within 1e-5 of torch on the test grid).
         sequence_lengths: `None`, or the length of each sequence of a
             right-padded batch, integers `(N,)` in `[1, L]` (a scalar for
             unbatched input): PyTorch's `pack_padded_sequence(input, lengths,
@@ -161,14 +166,16 @@ class LSTM(keras.layers.Layer):
         *,
         return_state: bool = True,
         seed: int | None = None,
-        fused: bool = True,
-        jit_compile: bool = False,
+        kernel: str = "auto",
+        use_cudnn: str | bool = "auto",
         **kwargs: Any,
     ) -> None:
         _errors.check_backend()
         self.return_state = _errors.check_bool("return_state", return_state)
-        self.fused = _errors.check_bool("fused", fused)
-        self.jit_compile = _errors.check_bool("jit_compile", jit_compile)
+        self.kernel = _errors.check_choice("kernel", kernel, _policy.KERNEL_OPTIONS)
+        self.use_cudnn = _errors.check_choice(
+            "use_cudnn", use_cudnn, _policy.CUDNN_OPTIONS
+        )
         self.input_size = _errors.check_int("input_size", input_size, minimum=1)
         self.hidden_size = _errors.check_int("hidden_size", hidden_size, minimum=1)
         self.num_layers = _errors.check_int("num_layers", num_layers, minimum=1)
@@ -195,7 +202,6 @@ class LSTM(keras.layers.Layer):
 
         # The weights do not depend on the input's shape: create them now, as
         # torch does, so that they can be assigned before the first call.
-        init = pytorch_uniform(self.hidden_size, keras.random.SeedGenerator(seed))
         shapes = lstm_param_shapes(
             self.input_size,
             self.hidden_size,
@@ -204,15 +210,14 @@ class LSTM(keras.layers.Layer):
             self.bidirectional,
             self.proj_size,
         )
-        for name, shape in shapes.items():
-            # autocast=False: under a mixed policy the state is computed in
-            # the variables' dtype (float32), not in float16/bfloat16 at
-            # every step; outputs are cast to the compute dtype.
-            weight = self.add_weight(shape, init, name=name, autocast=False)
-            setattr(self, name, weight)
+        create_weights(self, shapes, self.hidden_size, seed)
         if self.dropout > 0:
             self.seed_generator = keras.random.SeedGenerator(seed)
         self._build_at_init()
+        # Read by Keras's `jit_compile="auto"`, as for keras.layers.LSTM.
+        self.supports_jit = _policy.supports_jit(
+            kernel=self.kernel, use_cudnn=self.use_cudnn, projection=self.proj_size > 0
+        )
 
     # -- shapes ---------------------------------------------------------------
 
@@ -307,25 +312,26 @@ class LSTM(keras.layers.Layer):
         """
         if sequence_lengths is None and mask is None:
             return None, []
-        steps = _dims(x)[0]
+        steps = dims(x)[0]
         if sequence_lengths is not None:
             lengths = tf.reshape(tf.cast(sequence_lengths, tf.int32), [-1])
             source = "sequence_lengths"
             padded_ok = None
         else:
-            mask = tf.cast(mask, tf.bool)
+            # int32, not bool: oneDNN's transpose of a bool tensor logs an
+            # error line on CPUs without AVX-512.
+            mask = tf.cast(mask, tf.int32)
             mask = tf.reshape(mask, [-1, 1]) if not batched else mask
             if batched and self.batch_first:
                 mask = tf.transpose(mask)  # (L, N)
+            mask = tf.cast(mask, tf.bool)
             lengths = tf.reduce_sum(tf.cast(mask, tf.int32), 0)
-            padded_ok = tf.reduce_all(
-                tf.equal(mask, tf.transpose(tf.sequence_mask(lengths, steps)))
-            )
+            padded_ok = tf.reduce_all(tf.equal(mask, time_major_mask(lengths, steps)))
             source = "mask"
         if tf.executing_eagerly():
             unpadded = ()
             if padded_ok is not None and not bool(padded_ok):
-                right = tf.transpose(tf.sequence_mask(lengths, steps))
+                right = time_major_mask(lengths, steps)
                 rows = tf.reduce_any(tf.not_equal(mask, right), axis=0)
                 unpadded = tf.where(rows)[:, 0].numpy().tolist()
             _errors.check_length_values(source, lengths.numpy(), int(steps), unpadded)
@@ -346,20 +352,22 @@ class LSTM(keras.layers.Layer):
 
     # -- computation ----------------------------------------------------------
 
-    def _stacked_weights(self, layer: int) -> tuple[tf.Tensor | None, ...]:
-        """One layer's weights, both directions stacked on a leading axis."""
+    def layer_weights(self, layer: int, stack: Any = tf.stack) -> LSTMWeights:
+        """Layer `layer`'s weights, both directions stacked on a leading axis
+        (with `stack=numpy.stack` and numpy values: constants for exports)."""
 
-        def stack(kind: str) -> tf.Tensor:
-            return tf.stack(
-                [
-                    getattr(self, lstm_param_name(kind, layer, d)).value
-                    for d in range(self.num_directions)
-                ]
-            )
+        def get(name: str) -> Any:
+            variable = getattr(self, name)
+            return variable.value if stack is tf.stack else variable.numpy()
 
-        bias = stack("bias_ih") + stack("bias_hh") if self.bias else None
-        weight_hr = stack("weight_hr") if self.proj_size else None
-        return stack("weight_ih"), stack("weight_hh"), bias, weight_hr
+        return stack_weights(
+            get,
+            lambda kind, d: lstm_param_name(kind, layer, d),
+            self.num_directions,
+            bias=self.bias,
+            projection=self.proj_size > 0,
+            stack=stack,
+        )
 
     def call(
         self,
@@ -402,12 +410,11 @@ class LSTM(keras.layers.Layer):
         lengths, length_checks = self._lengths(x, batched, sequence_lengths, mask)
         checks += length_checks
         if lengths is not None:  # padding never reaches the math (even NaN)
-            valid = tf.transpose(tf.sequence_mask(lengths, _dims(x)[0]))[..., None]
-            x = tf.where(valid, x, tf.zeros_like(x))
+            x = tf.where(valid_steps(lengths, dims(x)[0]), x, tf.zeros_like(x))
 
         n_states = self.num_directions * self.num_layers
         if hx is None:
-            batch = _dims(x)[1]  # static when known (a fixed batch for TFLite)
+            batch = dims(x)[1]  # static when known (a fixed batch for TFLite)
             h0 = tf.zeros([n_states, batch, self.output_size], x.dtype)
             c0 = tf.zeros([n_states, batch, self.hidden_size], x.dtype)
         else:
@@ -421,16 +428,14 @@ class LSTM(keras.layers.Layer):
                 states = slice(
                     layer * self.num_directions, (layer + 1) * self.num_directions
                 )
-                x, h, c = lstm_layer(
+                kernel = self._choose_kernel(x.dtype, bool(training), lengths)
+                x, h, c = run_kernel(
+                    kernel,
                     x,
                     h0[states],
                     c0[states],
-                    *self._stacked_weights(layer),
-                    self.bidirectional,
-                    bool(training),
+                    self.layer_weights(layer),
                     lengths,
-                    self.fused,
-                    self.jit_compile,
                 )
                 x.set_shape([None, None, self.num_directions * self.output_size])
                 h_n.append(h)
@@ -445,6 +450,20 @@ class LSTM(keras.layers.Layer):
         elif self.batch_first:
             x = tf.transpose(x, [1, 0, 2])
         return x, (h_n, c_n)
+
+    def _choose_kernel(
+        self, dtype: tf.DType, training: bool, lengths: tf.Tensor | None
+    ) -> str:
+        facts = _policy.gather_facts(
+            training=training,
+            dtype=dtype.name,
+            projection=self.proj_size > 0,
+            lengths=lengths is not None,
+            hidden_size=self.hidden_size,
+            kernel=self.kernel,
+            use_cudnn=self.use_cudnn,
+        )
+        return _policy.choose_kernel(facts)
 
     def _dropout(self, x: tf.Tensor) -> tf.Tensor:
         if self.dropout == 1.0:  # torch zeroes everything; Keras would divide by 0
@@ -465,7 +484,17 @@ class LSTM(keras.layers.Layer):
             "proj_size": self.proj_size,
             "return_state": self.return_state,
             "seed": self.seed,
-            "fused": self.fused,
-            "jit_compile": self.jit_compile,
+            "kernel": self.kernel,
+            "use_cudnn": self.use_cudnn,
         }
         return {**super().get_config(), **config}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> LSTM:
+        config = dict(config)
+        # Files written by tflstm 0.1.0: `fused=False` meant the loop,
+        # `jit_compile=True` the XLA kernel.
+        fused, jit = config.pop("fused", True), config.pop("jit_compile", False)
+        if "kernel" not in config:
+            config["kernel"] = "xla" if jit else "auto" if fused else "loop"
+        return cls(**config)

@@ -8,9 +8,9 @@ import keras
 import tensorflow as tf
 
 from tflstm import _errors
-from tflstm._ops import lstm_step
+from tflstm._init import create_weights
+from tflstm._ops import LSTMWeights, stack_weights, step, widened
 from tflstm._params import lstm_cell_param_shapes
-from tflstm.lstm import pytorch_uniform
 
 
 @keras.saving.register_keras_serializable(package="tflstm")
@@ -82,14 +82,8 @@ class LSTMCell(keras.layers.Layer):
             _errors.check_int("seed", seed, minimum=0)
         super().__init__(**kwargs)
         self.seed = seed
-        init = pytorch_uniform(self.hidden_size, keras.random.SeedGenerator(seed))
         shapes = lstm_cell_param_shapes(self.input_size, self.hidden_size, self.bias)
-        for name, shape in shapes.items():
-            # autocast=False: under a mixed policy the state is computed in
-            # the variables' dtype (float32), not in float16/bfloat16 at
-            # every step; outputs are cast to the compute dtype.
-            weight = self.add_weight(shape, init, name=name, autocast=False)
-            setattr(self, name, weight)
+        create_weights(self, shapes, self.hidden_size, seed)
         self._build_at_init()
 
     def _check_inputs(self, input: Any, hx: Any) -> bool:
@@ -126,14 +120,29 @@ class LSTMCell(keras.layers.Layer):
             h, c = (tf.cast(s, x.dtype) for s in hx)
             if not batched:
                 h, c = h[None], c[None]
-        x_gates = tf.matmul(x, self.weight_ih.value, transpose_b=True)
-        if self.bias:
-            x_gates += self.bias_ih.value + self.bias_hh.value
-        h, c = lstm_step(x_gates, h, c, self.weight_hh.value, None)
+        weights = self.cell_weights()
+        x_gates = tf.matmul(x, weights.weight_ih, transpose_b=True)
+        if weights.bias is not None:
+            x_gates += weights.bias
+        weight_hh_t = tf.transpose(weights.weight_hh)
+        h, c, _, _ = step(x_gates, h, c, weight_hh_t, None, widened)
         h, c = tf.cast(h, self.compute_dtype), tf.cast(c, self.compute_dtype)
         if not batched:
             h, c = h[0], c[0]
         return h, c
+
+    def cell_weights(self, stack: Any = tf.stack) -> LSTMWeights:
+        """The cell's weights (`bias = bias_ih + bias_hh`); with
+        `stack=numpy.stack`, numpy constants (for exports)."""
+
+        def get(name: str) -> Any:
+            variable = getattr(self, name)
+            return variable.value if stack is tf.stack else variable.numpy()
+
+        weights = stack_weights(
+            get, lambda kind, d: kind, 1, bias=self.bias, projection=False, stack=stack
+        )
+        return weights.direction(0)
 
     def get_config(self) -> dict[str, Any]:
         config = {

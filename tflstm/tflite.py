@@ -1,238 +1,322 @@
 """Export for phones: a `.tflite` file (LiteRT) with builtin ops only.
 
-Each layer and direction becomes one fused `UNIDIRECTIONAL_SEQUENCE_LSTM`
-op, TFLite's own LSTM kernel (linear in the sequence length). The converter
-emits that op only for a function that follows Keras's "lstm_" composite
-convention (`api_implements="lstm_<id>"`, six arguments: input, h_0, c_0,
-kernel = weight_ih.T, recurrent_kernel = weight_hh.T, bias = bias_ih +
-bias_hh), and only through its SavedModel import path. Three things are then
-patched in the flatbuffer, as the converter cannot express them:
+`export_tflite` builds one of three graphs, with the same inputs and outputs:
 
-- `cell_clip` is hard-coded to 10.0 there; torch does not clip: set to 0.
-- the projection (`weight_hr`) is the op's operand 16, which the composite
-  leaves empty: it is added (with `proj_size > 0`, `H_out = proj_size`).
-- the op writes its final states into its state inputs; those tensors are
-  listed as model outputs `h_n_l{k}[_reverse]`, `c_n_l{k}[_reverse]`.
+- `"fused"`: one `UNIDIRECTIONAL_SEQUENCE_LSTM` op per layer and direction,
+  TFLite's own LSTM kernel: linear in L, the length resizable at run time.
+- `"unrolled"`: for a fixed length L and batch N: the input projection of
+  all L*N rows as one FULLY_CONNECTED, then L unrolled steps of
+  FULLY_CONNECTED, LOGISTIC, TANH, MUL and ADD ops, which LiteRT's default
+  XNNPACK delegate runs. The fused op is not delegated, and its kernel loses
+  to XNNPACK from a batch of 2 on.
+- `"loop"`: the layer's inference loop as WHILE loops of builtin ops (two per
+  layer and direction: blocks of steps, then the rest), for runtimes without
+  the fused op; quadratic in L (TFLite's WHILE copies every loop-carried
+  tensor at each iteration).
+
+Which graph `graph="auto"` (the default) builds, by measurement
+(`make bench-tflite`: benchmarks/tflite_latency.py, LiteRT and torch with 2
+threads on a 2-core x86-64 machine, 2026-11-28; litert-torch 0.10's export
+of the same module as the reference, a fully unrolled graph):
+
+- `"fused"` for a batch size of 1, a dynamic length (`fixed_length=None`),
+  a fixed length above `UNROLL_MAX_LENGTH` (256), or `quantize="int8"`.
+  Streaming row (L=50, N=1, H_in=40, H=256): 1.7-2.0 ms, 0.34-0.40x
+  litert-torch's time and 0.7-0.8x torch's (the unrolled graph: 0.9-1.0x
+  litert-torch). Above 256 steps, unrolling costs too much conversion
+  time (6 s at L=200, 18 s at L=500) and file size (about 2 KB per step).
+- `"unrolled"` for a batch size >= 2 with `fixed_length` <= 256. Batched
+  row (L=100, N=32, H_in=40, H=128): 12-14 ms, 0.90-1.02x litert-torch's
+  time (within this machine's noise), where the fused op takes 1.9-2.1x
+  (TFLite's LSTM kernel is not delegated to XNNPACK and falls behind from
+  N=2 on); torch takes 9-10 ms. With `sequence_lengths`, its masked steps
+  (SELECT_V2, not delegated) cost about 15%, still half the fused op's time.
+
+Quantization (`quantize=`), as TFLite defines it. Errors against torch's
+float32, relative to the tensor's largest magnitude; sizes against the
+float file of the same graph:
+
+- `"dynamic"`: int8 weights (per tensor), float activations ("hybrid"
+  kernels). Fused op: 0.26-0.34x the size (0.27x on the bundled demo model's
+  LSTM; the larger the layer, the closer to 0.25x), unrolled graph about
+  0.56x (its ~2 KB per step are not weights: `graph="fused"` for the
+  smallest file). Error 0.4-1.1% (max abs 0.006 on the demo model, whose
+  outputs reach 1.3). About twice as fast as float: 0.95-1.06 ms on the
+  streaming row, 5.4-8.4 ms (0.4-0.6x litert-torch) on the batched one.
+  The converter keeps a layer in float32 when a gate matrix (H x H_in or
+  H x H_out) has fewer than 1,024 weights.
+- `"int8"`: full integer: int8 activations and weights, TFLite's 16-bit
+  cell state, the ranges calibrated on `representative_data`. The fused op
+  only (an unrolled graph's int8 cell state loses 2-18%). 0.27-0.34x the
+  size; error 0.6-1.9% on inputs within the calibrated ranges (0.011 max
+  abs on the demo model); int8 clips whatever exceeds them, so calibrate
+  on a few batches of real inputs. TFLite's integer LSTM kernel is slow on
+  x86 CPUs (streaming row 4.9-5.3 ms, batched 135-164 ms): int8 is for
+  integer-only hardware, `"dynamic"` for CPUs. With `sequence_lengths`,
+  the model has no `c_n` outputs (`run_tflite` returns None): the integer
+  kernel cannot carry the cell state through the padding (the float
+  graphs saturate the input and forget gates there, which int8 cannot do
+  exactly), so it would be the state after L steps, not after each
+  sequence's last step. `output` and `h_n` are right (the padding is at
+  the end of each sequence, in both directions).
 
 The model's inputs are `input` (`(L, N, H_in)`, or `(N, L, H_in)` with
-`batch_first`) and one `h_0_l{k}[_reverse]` (N, H_out) and
-`c_0_l{k}[_reverse]` (N, H_cell) per layer and direction, all set at every
-call, so calls are independent; feeding a call the previous `h_n`/`c_n`
-streams a sequence chunk by chunk. The sequence length can be resized at run
-time; the batch size is fixed at export (the fused op requires it) and
-defaults to 1. Weights are stored in float32. `run_tflite` calls such a model
-with torch's conventions.
+`batch_first`), one `h_0_l{k}[_reverse]` (N, H_out) and `c_0_l{k}[_reverse]`
+(N, H_cell) per layer and direction, and with `sequence_lengths=True` an
+int32 `sequence_lengths` (N,); all are set at every call, so calls are
+independent, and feeding a call the previous `h_n`/`c_n` streams a sequence
+chunk by chunk. Outputs: `output`, `h_n_l{k}[_reverse]`,
+`c_n_l{k}[_reverse]` (an int8 model's `c_n` is the int16 cell state with its
+scale; `run_tflite` dequantizes it). `run_tflite` calls such a model with
+torch's conventions.
 
-Which path each layer gets: `export_tflite` gives every `tflstm.LSTM`
-configuration the fused op (linear in L), or with `fused=False` the builtin
-fallback (below), and a `tflstm.LSTMCell` a few builtin ops. Keras's own
-`model.export(path, format="litert")` also works
-on models holding a `tflstm.LSTM`, with builtin ops only, as a WHILE loop
-(the builtin fallback), with layers built with `fused=False` (the default
-inference kernel without projection, BlockLSTMV2, is not a TFLite builtin);
-it needs a static batch, e.g.
-`input_signature=[tf.TensorSpec([1, None, H_in])]` (with Keras's default
-dynamic batch the converted model fails in LiteRT, as the TensorList
-lowering then allocates with an unknown size), and its time grows with the
-square of L (TFLite's WHILE copies every loop-carried tensor each step).
+The fused op needs three fixes that the converter cannot express (the
+converter's cell clip of 10, which torch does not have; the projection;
+the final states): tflstm/_tflite_internals.py holds them, with every
+other dependency on converter internals.
+
+Keras's own `model.export(path, format="litert")` of a model holding a
+`tflstm.LSTM` gives builtin ops only too, with Keras's dynamic batch and
+length (resize the interpreter's input): the layer then runs
+`tflstm._litert_kernel.buffer_loop_forward`, a while loop writing into a
+preallocated buffer, 16 steps per iteration, whose time grows with the
+square of L (TFLite's WHILE copies the loop's tensors at every iteration;
+N=1, H_in=40, H=64: 1.5-2.3 ms at L=100, 12-14 ms at L=1,000, 54-65 ms at
+L=3,000; the fused op, linear, takes 0.4 ms at L=100 and 3.2 ms at 1,000).
+`export_tflite` is the linear path.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-import uuid
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from tflstm import _errors
-from tflstm._ops import _lstm_layer, _plain, _step
-from tflstm._params import lstm_param_name
+from _tflstm.extras import require
+from _tflstm.quiet import TFLITE_NOISE, filtered_stderr
+from tflstm import _errors, _kernels
+from tflstm import _tflite_internals as internals
+from tflstm._litert_kernel import unrolled_forward
+from tflstm._ops import LSTMWeights, plain, reverse_time, step, valid_steps
 from tflstm.lstm import LSTM
 from tflstm.lstm_cell import LSTMCell
+
+GRAPHS = ("auto", "fused", "unrolled", "loop")
+QUANTIZE_MODES = (None, "dynamic", "int8")
+
+# The error against torch's float32 that a quantized model is held to (by the
+# tests and `tflstm-convert --verify`), relative to each tensor's largest
+# magnitude. Measured (tests/test_export_tflite.py, the bundled demo model,
+# random layers of H=64 and 128): up to 1.1% for dynamic range; up to 3% for
+# int8 on inputs within the calibrated ranges (int8 clips beyond them: a step
+# of a fresh random input beyond them was off by 5-19%).
+QUANTIZED_RTOL = {"dynamic": 2e-2, "int8": 5e-2}
+
+# The longest fixed length that `graph="auto"` unrolls (above it, conversion
+# takes over 6 s and the file grows by about 2 KB per step).
+UNROLL_MAX_LENGTH = 256
+
+
+def choose_graph(
+    *, batch_size: int, fixed_length: int | None, quantize: str | None
+) -> str:
+    """The graph `export_tflite(..., graph="auto")` builds (module docstring).
+
+    >>> choose_graph(batch_size=32, fixed_length=100, quantize=None)
+    'unrolled'
+    >>> choose_graph(batch_size=1, fixed_length=50, quantize=None)
+    'fused'
+    """
+    if quantize == "int8":
+        return "fused"
+    if batch_size >= 2 and fixed_length is not None:
+        if fixed_length <= UNROLL_MAX_LENGTH:
+            return "unrolled"
+    return "fused"
 
 
 def _state_name(kind: str, layer: int, direction: int) -> str:
     return f"{kind}_l{layer}{'_reverse' if direction else ''}"
 
 
-def _fused_lstm():
-    """A fresh composite function the TFLite converter replaces with the op.
-
-    Its body is a reference implementation (without projection) that only has
-    to give the results their shapes; the converter discards it.
-    """
-    attributes = {
-        "api_implements": f"lstm_{uuid.uuid4()}",
-        "api_preferred_device": "CPU",
-        "time_major": True,
-        "go_backwards": False,
-    }
-
-    @tf.function(experimental_attributes=attributes, autograph=False)
-    def fused(inputs, init_h, init_c, kernel, recurrent_kernel, bias):
-        def step(carry, x_t):
-            h, c = carry
-            z = tf.matmul(x_t, kernel) + tf.matmul(h, recurrent_kernel) + bias
-            i, f, g, o = tf.split(z, 4, axis=1)
-            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
-            m = tf.sigmoid(o) * tf.tanh(c)
-            return m[:, : init_h.shape[-1]], c
-
-        hs, cs = tf.scan(step, inputs, initializer=(init_h, init_c))
-        return hs[-1], hs, hs[-1], cs[-1], tf.constant(0.0)
-
-    return fused
-
-
-def _weights(layer: LSTM, k: int, d: int) -> dict[str, np.ndarray]:
-    def get(kind: str) -> np.ndarray:
-        return getattr(layer, lstm_param_name(kind, k, d)).numpy().astype("float32")
-
-    four_h = 4 * layer.hidden_size
-    bias = (
-        get("bias_ih") + get("bias_hh") if layer.bias else np.zeros(four_h, "float32")
-    )
-    weights = {
-        "kernel": get("weight_ih").T.copy(),
-        "recurrent_kernel": get("weight_hh").T.copy(),
-        "bias": bias,
-    }
-    if layer.proj_size:
-        weights["weight_hr"] = get("weight_hr")
-    return weights
-
-
-def _signature(layer: LSTM, batch_size: int, lengths: bool) -> tuple[list, list]:
-    """The (layer, direction) pairs, and the specs of `input`, the states and
-    (with `lengths`) `sequence_lengths`."""
-    states = [
+def _pairs(layer: LSTM) -> list[tuple[int, int]]:
+    """The (layer, direction) pairs, in torch's state order."""
+    return [
         (k, d) for k in range(layer.num_layers) for d in range(layer.num_directions)
     ]
-    in_shape = [batch_size, None, layer.input_size]
+
+
+def _signature(
+    layer: LSTM, batch_size: int, fixed_length: int | None, lengths: bool
+) -> list[tf.TensorSpec]:
+    """The specs of `input`, the states and (with `lengths`) `sequence_lengths`."""
+    in_shape = [batch_size, fixed_length, layer.input_size]
     if not layer.batch_first:
-        in_shape = [None, batch_size, layer.input_size]
+        in_shape = [fixed_length, batch_size, layer.input_size]
     specs = [tf.TensorSpec(in_shape, tf.float32, name="input")]
-    for k, d in states:
+    for k, d in _pairs(layer):
         for kind, size in (("h_0", layer.output_size), ("c_0", layer.hidden_size)):
             specs.append(
                 tf.TensorSpec([batch_size, size], tf.float32, _state_name(kind, k, d))
             )
     if lengths:
         specs.append(tf.TensorSpec([batch_size], tf.int32, "sequence_lengths"))
-    return states, specs
+    return specs
+
+
+def _float32_weights(layer: LSTM, k: int) -> LSTMWeights:
+    return layer.layer_weights(k, stack=np.stack).map(lambda w: w.astype("float32"))
 
 
 def _valid_steps(x: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
     """(L, N, 1) float32: 1 where t < lengths[n], else 0."""
-    valid = tf.transpose(tf.sequence_mask(lengths, tf.shape(x)[0]))
-    return tf.cast(valid, tf.float32)[..., None]
+    return tf.cast(valid_steps(lengths, tf.shape(x)[0]), tf.float32)
 
 
-def _convert_fallback(layer: LSTM, batch_size: int, lengths: bool) -> bytes:
-    """The layer's inference computation as a WHILE loop of builtin ops.
+def _time_major(layer: LSTM, input: tf.Tensor) -> tf.Tensor:
+    return tf.transpose(input, [1, 0, 2]) if layer.batch_first else input
 
-    Same inputs and outputs as the fused model, but the batch size cannot be
-    resized at run time (LiteRT's XNNPACK delegate refuses); time grows with L squared
-    (TFLite's WHILE copies every loop-carried tensor at each step). Weights
-    are numpy constants, as the converter would keep variables as
-    uninitialised resources.
-    """
-    _, specs = _signature(layer, batch_size, lengths)
+
+def _converter(serve: Callable) -> tf.lite.TFLiteConverter:
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [serve.get_concrete_function()], tf.Module()
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter
+
+
+def _convert(serve: Callable, quantize: str | None = None) -> bytes:
+    converter = _converter(serve)
+    if quantize == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    with filtered_stderr(TFLITE_NOISE):  # the converter's C++ log lines
+        return converter.convert()
+
+
+# -- the "loop" and "unrolled" graphs: a kernel per layer --------------------------
+
+
+def _kernel_graph(
+    layer: LSTM, kernel: Callable, specs: list, lengths: bool
+) -> Callable:
+    """The layer's computation with `kernel` (the kernel signature of
+    `tflstm._kernels`) and the weights as constants (the converter would keep
+    variables as uninitialised resources)."""
     d_count = layer.num_directions
-
-    def stacked(kind: str, k: int) -> np.ndarray:
-        return np.stack(
-            [
-                getattr(layer, lstm_param_name(kind, k, d)).numpy().astype("float32")
-                for d in range(d_count)
-            ]
-        )
-
-    per_layer = []
-    for k in range(layer.num_layers):
-        bias = stacked("bias_ih", k) + stacked("bias_hh", k) if layer.bias else None
-        w_hr = stacked("weight_hr", k) if layer.proj_size else None
-        per_layer.append((stacked("weight_ih", k), stacked("weight_hh", k), bias, w_hr))
+    per_layer = [_float32_weights(layer, k) for k in range(layer.num_layers)]
 
     @tf.function(input_signature=specs, autograph=False)
     def serve(input, *hx):
-        x = input if not layer.batch_first else tf.transpose(input, [1, 0, 2])
+        x = _time_major(layer, input)
         seq_lengths = hx[-1] if lengths else None
-        if lengths:
-            x = x * _valid_steps(x, seq_lengths)
         outputs = {}
         for k, weights in enumerate(per_layer):
             pairs = range(k * d_count, (k + 1) * d_count)
             h_0 = tf.stack([hx[2 * s] for s in pairs])
             c_0 = tf.stack([hx[2 * s + 1] for s in pairs])
-            constants = [None if w is None else tf.constant(w) for w in weights]
-            x, h_n, c_n = _lstm_layer(
-                x, h_0, c_0, *constants, layer.bidirectional, False, seq_lengths
-            )
+            x, h_n, c_n = kernel(x, h_0, c_0, weights.map(tf.constant), seq_lengths)
             for d in range(d_count):
                 outputs[_state_name("h_n", k, d)] = h_n[d]
                 outputs[_state_name("c_n", k, d)] = c_n[d]
-        if layer.batch_first:
-            x = tf.transpose(x, [1, 0, 2])
-        outputs["output"] = x
+        outputs["output"] = _time_major(layer, x)
         return outputs
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [serve.get_concrete_function()], tf.Module()
-    )
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    return converter.convert()
+    return serve
 
 
-# Packed sequences in the fused op (which has no lengths input): one more
-# input feature, 1 on padded steps, whose kernel row drives the input gate's
-# pre-activation to -_SATURATE and the forget gate's to +_SATURATE. There
-# sigmoid is exactly 0 and 1 in float32, so c_t = 1 * c_{t-1} + 0 * g_t: the
-# cell state passes the padding unchanged (c_n is exact), and on valid steps
-# the extra term is 0 * kernel = 0 (the numbers do not change). h_n is read
-# from the output at each sequence's last valid step, padded outputs are
-# zeroed, and the backward direction runs on REVERSE_SEQUENCE.
-_SATURATE = 1e30
+# -- the "fused" graph -------------------------------------------------------------
+
+# Packed sequences in the fused op (which has no lengths input), float and
+# dynamic range: one more input feature, nonzero on padded steps only, whose
+# kernel row drives the input gate's pre-activation to <= -_PAD and the
+# forget gate's to >= +_PAD. There sigmoid is exactly 0 and 1 in float32, so
+# c_t = 1 * c_{t-1} + 0 * g_t: the cell state passes the padding unchanged
+# (c_n is exact); on valid steps the feature is 0 (the numbers do not
+# change). Each gate's row is its own largest |weight|, so that a quantized
+# gate matrix keeps its scale, and the feature carries the magnitude.
+_PAD = 1e4
 
 
-def _padding_row(hidden_size: int) -> np.ndarray:
+def _padding(kernel: np.ndarray, hidden_size: int) -> tuple[np.ndarray, float]:
+    """The kernel with its padding row, and the padding feature's value."""
     row = np.zeros((1, 4 * hidden_size), "float32")
-    row[0, :hidden_size] = -_SATURATE  # input gate: sigmoid -> 0
-    row[0, hidden_size : 2 * hidden_size] = _SATURATE  # forget gate: -> 1
-    return row
+    gate_max = [
+        float(np.abs(kernel[:, g * hidden_size : (g + 1) * hidden_size]).max()) or 1.0
+        for g in (0, 1)
+    ]
+    row[0, :hidden_size] = -gate_max[0]  # input gate: sigmoid -> 0
+    row[0, hidden_size : 2 * hidden_size] = gate_max[1]  # forget gate: -> 1
+    return np.concatenate([kernel, row]), _PAD / min(gate_max)
 
 
-def _convert(layer: LSTM, batch_size: int, lengths: bool) -> bytes:
+def _reverse(t: tf.Tensor, lengths: tf.Tensor | None) -> tf.Tensor:
+    """`reverse_time` (each sequence reversed within its length), with packed
+    sequences as a GATHER_ND: TFLite's REVERSE_SEQUENCE has no int8 kernel."""
+    if lengths is None:
+        return reverse_time(t, None)
+    steps = tf.shape(t)[0]
+    time = tf.range(steps)[:, None]
+    source = tf.where(time < lengths[None, :], lengths[None, :] - 1 - time, time)
+    batch = tf.broadcast_to(tf.range(tf.shape(t)[1])[None, :], tf.shape(source))
+    return tf.gather_nd(t, tf.stack([source, batch], -1))
+
+
+def _fused_weights(layer: LSTM, k: int, d: int) -> dict[str, np.ndarray | None]:
+    """The composite's arguments (Keras's layout) and the projection."""
+    weights = _float32_weights(layer, k).direction(d)
+    bias = weights.bias
+    if bias is None:
+        bias = np.zeros(4 * layer.hidden_size, "float32")
+    return {
+        "kernel": weights.weight_ih.T.copy(),
+        "recurrent_kernel": weights.weight_hh.T.copy(),
+        "bias": bias,
+        "weight_hr": weights.weight_hr,
+    }
+
+
+def _fused_graph(
+    layer: LSTM, specs: list, lengths: bool, int8: bool
+) -> tuple[Callable, dict]:
+    """The fused graph, each op's projection by its h_0 input's name, and the
+    states that the patch exposes (output name -> state input name).
+
+    The op leaves its final states in its state inputs: `c_n` is always that
+    state; `h_n` too, except with packed sequences (the last valid step) and
+    int8 (its states must not be model outputs while it is quantized, and
+    its output must keep one use), where it is read from the output.
+    """
     d_count = layer.num_directions
-    states, specs = _signature(layer, batch_size, lengths)
-    weights = {s: _weights(layer, *s) for s in states}
-    fused = {s: _fused_lstm() for s in states}
+    pairs = _pairs(layer)
+    weights = {s: _fused_weights(layer, *s) for s in pairs}
+    composites = {s: internals.fused_lstm() for s in pairs}
+    out_size = layer.output_size
+    h_from_output = lengths or int8
 
     @tf.function(input_signature=specs, autograph=False)
     def serve(input, *hx):
-        x = input if not layer.batch_first else tf.transpose(input, [1, 0, 2])
+        x = _time_major(layer, input)
         result = {}
+        seq_lengths = hx[-1] if lengths else None
         if lengths:
-            seq_lengths = hx[-1]
             valid = _valid_steps(x, seq_lengths)
             x = x * valid
-            last = tf.stack([seq_lengths - 1, tf.range(batch_size)], axis=1)
+            batch = tf.range(tf.shape(x)[1])  # LiteRT can resize the fused op's batch
+            last = tf.stack([seq_lengths - 1, batch], axis=1)
         for k in range(layer.num_layers):
             outputs = []
             for d in range(d_count):
                 i = 2 * (k * d_count + d)
                 w = weights[k, d]
-                kernel = w["kernel"]
-                if lengths:
-                    kernel = np.concatenate([kernel, _padding_row(layer.hidden_size)])
-                    x_d = tf.reverse_sequence(x, seq_lengths, 0, 1) if d else x
-                    x_d = tf.concat([x_d, 1.0 - valid], -1)
-                else:
-                    x_d = tf.reverse(x, [0]) if d else x
-                _, y, _, _, _ = fused[k, d](
+                kernel, x_d = w["kernel"], x
+                if lengths and not int8:
+                    kernel, feature = _padding(kernel, layer.hidden_size)
+                    x_d = tf.concat([x, (1.0 - valid) * feature], -1)
+                x_d = _reverse(x_d, seq_lengths) if d else x_d
+                _, y, _, _, _ = composites[k, d](
                     x_d,
                     hx[i],
                     hx[i + 1],
@@ -240,92 +324,124 @@ def _convert(layer: LSTM, batch_size: int, lengths: bool) -> bytes:
                     tf.constant(w["recurrent_kernel"]),
                     tf.constant(w["bias"]),
                 )
-                if lengths:
-                    result[_state_name("h_n", k, d)] = tf.gather_nd(y, last)
-                    y = y * valid
-                    y = tf.reverse_sequence(y, seq_lengths, 0, 1) if d else y
-                else:
-                    y = tf.reverse(y, [0]) if d else y
-                outputs.append(y)
+                y = _reverse(y, seq_lengths) if d else y
+                outputs.append(y * valid if lengths else y)
             x = tf.concat(outputs, -1) if d_count == 2 else outputs[0]
-        if layer.batch_first:
-            x = tf.transpose(x, [1, 0, 2])
-        result["output"] = x
+            for d in range(d_count if h_from_output else 0):
+                part = x[..., d * out_size : (d + 1) * out_size]
+                if d:  # the backward direction ends at t = 0
+                    h_n = part[0]
+                elif lengths:
+                    h_n = tf.gather_nd(part, last)
+                else:
+                    h_n = part[-1]
+                result[_state_name("h_n", k, d)] = h_n
+        result["output"] = _time_major(layer, x)
         return result
 
-    module = tf.Module()
-    module.serve = serve
-    with tempfile.TemporaryDirectory() as tmp:
-        # The fusion only happens on the converter's SavedModel import path.
-        tf.saved_model.save(module, tmp, signatures={"serving_default": serve})
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        flatbuffer = converter.convert()
-    return _patch(flatbuffer, layer, weights, ("c",) if lengths else ("h", "c"))
+    projections = {
+        _state_name("h_0", k, d): weights[k, d]["weight_hr"] for k, d in pairs
+    }
+    states = ("c",) if h_from_output else ("h", "c")
+    return serve, projections, _state_outputs(layer, states)
 
 
-def _patch(flatbuffer: bytes, layer: LSTM, weights: dict, exposed: tuple) -> bytes:
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
-    graph = model.subgraphs[0]
-    names = {graph.tensors[i].name.decode(): int(i) for i in graph.inputs}
-
-    def input_index(name: str) -> int:
-        return next(i for n, i in names.items() if n.endswith(f"_{name}:0"))
-
-    by_state = {}
-    for k, d in weights:
-        h_index = input_index(_state_name("h_0", k, d))
-        by_state[h_index] = (k, d)
-    fused_ops = 0
-    for op in graph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        if code.builtinCode != schema.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM:
-            continue
-        fused_ops += 1
-        op.builtinOptions.cellClip = 0.0  # torch never clips the cell state
-        if layer.proj_size:
-            w_hr = weights[by_state[int(op.inputs[18])]]["weight_hr"]
-            buffer = schema.BufferT()
-            buffer.data = np.ascontiguousarray(w_hr).tobytes()
-            model.buffers.append(buffer)
-            tensor = schema.TensorT()
-            tensor.shape = list(w_hr.shape)
-            tensor.type = schema.TensorType.FLOAT32
-            tensor.buffer = len(model.buffers) - 1
-            tensor.name = b"weight_hr"
-            graph.tensors.append(tensor)
-            op.inputs[16] = len(graph.tensors) - 1
-    if fused_ops != len(weights):
-        raise RuntimeError(
-            "The TFLite converter did not fuse every LSTM: expected "
-            f"{len(weights)} UNIDIRECTIONAL_SEQUENCE_LSTM ops. Received: {fused_ops}"
-        )
-    # The op leaves its final states in its state inputs: expose them (h_n is
-    # computed in the graph instead with packed sequences).
-    signature = model.signatureDefs[0]
-    for k, d in weights:
-        for state in exposed:
-            index = input_index(_state_name(f"{state}_0", k, d))
-            graph.outputs = [*graph.outputs, index]
-            entry = schema.TensorMapT()
-            entry.name = _state_name(f"{state}_n", k, d).encode()
-            entry.tensorIndex = index
-            signature.outputs.append(entry)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+def _state_outputs(layer: LSTM, states: tuple[str, ...]) -> dict[str, str]:
+    """`{h,c}_n_...` output name -> the `{h,c}_0_...` input the op overwrites."""
+    return {
+        _state_name(f"{s}_n", k, d): _state_name(f"{s}_0", k, d)
+        for k, d in _pairs(layer)
+        for s in states
+    }
 
 
-def _convert_cell(cell: LSTMCell, batch_size: int) -> bytes:
+def _cell_state_maxima(layer: LSTM, inputs: list[np.ndarray]) -> dict[str, float]:
+    """max |c_t| over every step of `inputs` (zero initial states), per
+    layer and direction, by `c_0_...` name, from the layer's float32 math."""
+
+    def recurrence(x, h0, c0, weights, valid):
+        del valid
+        weight_hh_t, weight_hr_t = tf.transpose(weights.weight_hh), None
+        if weights.weight_hr is not None:
+            weight_hr_t = tf.transpose(weights.weight_hr)
+        x_gates = _kernels._project(x, weights)
+
+        def one_step(carry, z):
+            h, c, largest = carry
+            h, c, _, _ = step(z, h, c, weight_hh_t, weight_hr_t, plain)
+            return h, c, tf.maximum(largest, tf.abs(c))
+
+        hs, _, largest = tf.scan(one_step, x_gates, initializer=(h0, c0, c0))
+        return hs, hs[-1], largest[-1]
+
+    per_layer = [_float32_weights(layer, k) for k in range(layer.num_layers)]
+
+    @tf.function(autograph=False, reduce_retracing=True)
+    def maxima(x):
+        result = []
+        for weights in per_layer:
+            batch = tf.shape(x)[1]
+            d_count = weights.num_directions
+            h0 = tf.zeros([d_count, batch, layer.output_size])
+            c0 = tf.zeros([d_count, batch, layer.hidden_size])
+            x, _, largest = _kernels._directions(
+                recurrence, x, h0, c0, weights.map(tf.constant), None
+            )
+            result.append(tf.reduce_max(largest, axis=[1, 2]))
+        return tf.concat(result, 0)
+
+    found = np.zeros(len(_pairs(layer)))
+    for x in inputs:
+        found = np.maximum(found, maxima(_time_major(layer, tf.constant(x))).numpy())
+    return {
+        _state_name("c_0", k, d): float(m)
+        for (k, d), m in zip(_pairs(layer), found, strict=True)
+    }
+
+
+def _export_fused(
+    layer: LSTM,
+    batch_size: int,
+    fixed_length: int | None,
+    lengths: bool,
+    quantize: str | None,
+    calibration: list[np.ndarray],
+) -> bytes:
+    int8 = quantize == "int8"
+    specs = _signature(layer, batch_size, fixed_length, lengths)
+    serve, projections, exposed = _fused_graph(layer, specs, lengths, int8)
+    flatbuffer = _convert(serve, quantize)
+    if not int8:
+        return internals.patch(flatbuffer, projections, exposed)
+    flatbuffer = internals.patch(flatbuffer, projections, {})
+    feeds = []
+    for x in calibration:
+        steps = x.shape[1 if layer.batch_first else 0]
+        feed = {"input": x}
+        for spec in specs[1:]:
+            feed[spec.name] = np.zeros(spec.shape, "float32")
+        if lengths:
+            feed["sequence_lengths"] = np.full(batch_size, steps, "int32")
+        feeds.append(feed)
+    return internals.quantize_int8(
+        flatbuffer,
+        feeds,
+        _cell_state_maxima(layer, calibration),
+        {} if lengths else exposed,
+    )
+
+
+# -- LSTMCell ----------------------------------------------------------------------
+
+
+def _export_cell(cell: LSTMCell, batch_size: int, quantize: str | None) -> bytes:
     """One step, no loop: a handful of builtin ops (FULLY_CONNECTED, LOGISTIC,
     TANH, MUL, ADD), TensorFlow's float32 activations as in inference."""
-    weight_ih, weight_hh = (
-        getattr(cell, n).numpy().astype("float32") for n in ("weight_ih", "weight_hh")
-    )
+    weights = cell.cell_weights(stack=np.stack)
+    weight_ih, weight_hh = (w.astype("float32") for w in weights[:2])
     bias = np.zeros(4 * cell.hidden_size, "float32")
-    if cell.bias:
-        bias = (cell.bias_ih.numpy() + cell.bias_hh.numpy()).astype("float32")
+    if weights.bias is not None:
+        bias = weights.bias.astype("float32")
     shape = [batch_size, cell.hidden_size]
     specs = [
         tf.TensorSpec([batch_size, cell.input_size], tf.float32, name="input"),
@@ -336,14 +452,64 @@ def _convert_cell(cell: LSTMCell, batch_size: int) -> bytes:
     @tf.function(input_signature=specs, autograph=False)
     def serve(input, h_0, c_0):
         x_gates = tf.matmul(input, tf.constant(weight_ih), transpose_b=True) + bias
-        h, c, _, _ = _step(x_gates, h_0, c_0, tf.constant(weight_hh), None, _plain)
+        h, c, _, _ = step(x_gates, h_0, c_0, tf.constant(weight_hh.T), None, plain)
         return {"h_1": h, "c_1": c}
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [serve.get_concrete_function()], tf.Module()
-    )
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    return converter.convert()
+    return _convert(serve, quantize)
+
+
+# -- the public functions ----------------------------------------------------------
+
+
+def _calibration_inputs(
+    layer: LSTM,
+    data: Iterable[Any] | None,
+    batch_size: int,
+    fixed_length: int | None,
+) -> list[np.ndarray]:
+    """`representative_data` as float32 inputs of batch `batch_size` (each
+    item split along its batch axis), all checked before any work."""
+    if data is None:
+        raise ValueError(
+            "Expected `representative_data` (an iterable of inputs laid out as "
+            "the layer's input) for quantize='int8', which calibrates the "
+            "activations' ranges on it. Received: None"
+        )
+    if isinstance(data, np.ndarray) or not isinstance(data, Iterable):
+        hint = " (one array: wrap it in a list)" if isinstance(data, np.ndarray) else ""
+        raise TypeError(
+            "Expected `representative_data` to be an iterable of input arrays "
+            f"(e.g. a list). Received: an object of type {type(data).__name__}{hint}"
+        )
+    batch_axis = 0 if layer.batch_first else 1
+    layout = "(N, L, H_in)" if layer.batch_first else "(L, N, H_in)"
+    inputs = []
+    for i, item in enumerate(data):
+        x = np.asarray(item)
+        problem = None
+        if x.ndim != 3 or x.shape[-1] != layer.input_size:
+            problem = f"a batched input {layout} with H_in={layer.input_size}"
+        elif x.shape[batch_axis] % batch_size:
+            problem = f"a batch size that is a multiple of batch_size={batch_size}"
+        elif fixed_length is not None and x.shape[1 - batch_axis] != fixed_length:
+            problem = f"a length of fixed_length={fixed_length}"
+        elif x.shape[1 - batch_axis] < 1:
+            problem = "a length of at least 1"
+        elif not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
+            problem = "finite numbers"
+        if problem:
+            raise ValueError(
+                f"Expected each item of `representative_data` to be {problem}. "
+                f"Received: item {i} of shape {x.shape} and dtype {x.dtype}"
+            )
+        x = x.astype("float32")
+        inputs += np.split(x, x.shape[batch_axis] // batch_size, axis=batch_axis)
+    if not inputs:
+        raise ValueError(
+            "Expected at least one input in `representative_data`. Received: an "
+            "empty iterable"
+        )
+    return inputs
 
 
 def export_tflite(
@@ -351,11 +517,15 @@ def export_tflite(
     path: str | os.PathLike | None = None,
     *,
     batch_size: int = 1,
-    fused: bool = True,
+    fixed_length: int | None = None,
+    graph: str = "auto",
     sequence_lengths: bool = False,
+    quantize: str | None = None,
+    representative_data: Iterable[Any] | None = None,
+    fused: bool | None = None,
 ) -> bytes:
     """Converts a `tflstm.LSTM` (or `LSTMCell`) to a `.tflite` model (see the
-    module docstring).
+    module docstring for the graphs, quantization and accuracy).
 
     An `LSTMCell` becomes one step with inputs `input`, `h_0`, `c_0` and
     outputs `h_1`, `c_1`.
@@ -364,17 +534,35 @@ def export_tflite(
         layer: The layer to export; every configuration is supported.
         path: Where to write the model; `None` only returns it.
         batch_size: The batch size N the model is built for. Defaults to 1.
-        fused: `True` (default): the fused LSTM op, linear in L. `False`: the
-            builtin-op fallback, the layer's inference graph as a WHILE loop,
-            with the same inputs and outputs (for runtimes without the fused
-            op; quadratic in L). Ignored for an `LSTMCell`.
+            The fused graph can be resized to another batch at run time.
+        fixed_length: `None` (default): the sequence length is dynamic
+            (resize the input at run time; the unrolled graph is not
+            available). An int L: the model takes exactly L steps (static
+            shapes); shorter sequences are right-padded to L and passed with
+            `sequence_lengths`.
+        graph: `"auto"` (default: chosen by `choose_graph`), `"fused"`,
+            `"unrolled"` (needs `fixed_length`) or `"loop"`.
         sequence_lengths: Whether the model takes an int32 input
             `sequence_lengths` of shape (N,): PyTorch's packed-sequence
             semantics for right-padded batches, as in `tflstm.LSTM`. The
             lengths must lie in [1, L]; the model does not check them.
+            Defaults to False.
+        quantize: `None` (default: float32), `"dynamic"` (int8 weights,
+            float activations) or `"int8"` (full integer with a 16-bit cell
+            state; the fused graph).
+        representative_data: With `quantize="int8"` (required then, refused
+            otherwise): an iterable of inputs laid out as the layer's input,
+            each of a batch that is a multiple of `batch_size`, from which
+            the activations' ranges are calibrated. A few batches of real
+            data; zero initial states.
+        fused: Kept for compatibility: `True` is `graph="fused"`, `False`
+            `graph="loop"`. Defaults to None (use `graph`).
 
     Returns:
         The `.tflite` flatbuffer.
+
+    Raises:
+        ValueError: for an invalid argument or combination, before any work.
     """
     if not isinstance(layer, (LSTM, LSTMCell)):
         raise TypeError(
@@ -382,39 +570,108 @@ def export_tflite(
             f"type {type(layer).__name__}"
         )
     _errors.check_int("batch_size", batch_size, minimum=1)
-    _errors.check_bool("fused", fused)
-    _errors.check_bool("sequence_lengths", sequence_lengths)
-    if isinstance(layer, LSTMCell):
-        if sequence_lengths:
+    if fixed_length is not None:
+        _errors.check_int("fixed_length", fixed_length, minimum=1)
+    _errors.check_choice("graph", graph, GRAPHS)
+    if fused is not None:
+        _errors.check_bool("fused", fused)
+        if graph != "auto":
             raise ValueError(
-                "Expected a tflstm.LSTM for `sequence_lengths=True` (a cell runs "
-                "one step). Received: a tflstm.LSTMCell"
+                "Expected one of `graph` and `fused` (`fused` is the old "
+                f"spelling of `graph`). Received: graph={graph!r}, fused={fused}"
             )
-        flatbuffer = _convert_cell(layer, batch_size)
-    elif fused:
-        flatbuffer = _convert(layer, batch_size, sequence_lengths)
+        graph = "fused" if fused else "loop"
+    _errors.check_bool("sequence_lengths", sequence_lengths)
+    _errors.check_choice("quantize", quantize, QUANTIZE_MODES)
+    if representative_data is not None and quantize != "int8":
+        raise ValueError(
+            "Expected `representative_data` only with quantize='int8' (the "
+            "other modes need no calibration). Received: "
+            f"quantize={quantize!r} and representative_data"
+        )
+    if isinstance(layer, LSTMCell):
+        if sequence_lengths or fixed_length is not None or quantize == "int8":
+            raise ValueError(
+                "Expected a tflstm.LSTM for `sequence_lengths=True`, "
+                "`fixed_length` or quantize='int8' (a cell runs one step, "
+                "quantized with quantize='dynamic'). Received: a "
+                f"tflstm.LSTMCell with sequence_lengths={sequence_lengths}, "
+                f"fixed_length={fixed_length}, quantize={quantize!r}"
+            )
+        flatbuffer = _export_cell(layer, batch_size, quantize)
     else:
-        flatbuffer = _convert_fallback(layer, batch_size, sequence_lengths)
+        if graph == "auto":
+            graph = choose_graph(
+                batch_size=batch_size, fixed_length=fixed_length, quantize=quantize
+            )
+        if graph == "unrolled" and fixed_length is None:
+            raise ValueError(
+                "Expected `fixed_length` (the number of steps to unroll) for "
+                "graph='unrolled'. Received: fixed_length=None"
+            )
+        if quantize == "int8" and graph != "fused":
+            raise ValueError(
+                "Expected graph='fused' (or 'auto') for quantize='int8': only "
+                "TFLite's fused LSTM op keeps a 16-bit cell state (the other "
+                "graphs' int8 cell state loses 2-18% of the output's scale). "
+                f"Received: graph={graph!r}"
+            )
+        calibration = []
+        if quantize == "int8":
+            calibration = _calibration_inputs(
+                layer, representative_data, batch_size, fixed_length
+            )
+        if graph == "fused":
+            flatbuffer = _export_fused(
+                layer, batch_size, fixed_length, sequence_lengths, quantize, calibration
+            )
+        else:
+            kernel = unrolled_forward if graph == "unrolled" else _kernels.loop_forward
+            specs = _signature(layer, batch_size, fixed_length, sequence_lengths)
+            serve = _kernel_graph(layer, kernel, specs, sequence_lengths)
+            flatbuffer = _convert(serve, quantize)
     if path is not None:
         with open(path, "wb") as f:
             f.write(flatbuffer)
     return flatbuffer
 
 
-def tflite_ops(flatbuffer: bytes) -> list[str]:
-    """The builtin (or custom) op names of the model's main graph, in order."""
-    from tensorflow.lite.python import schema_py_generated as schema
+def tflite_ops(flatbuffer: bytes, *, subgraphs: bool = False) -> list[str]:
+    """The builtin (or custom: "CUSTOM:<name>") op names of the model's main
+    graph, in order; with `subgraphs=True`, of every subgraph (loop bodies
+    included)."""
+    return internals.op_names(flatbuffer, None if subgraphs else 0)
 
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if k.isupper()}
-    model = schema.Model.GetRootAsModel(flatbuffer, 0)
-    graph = model.Subgraphs(0)
-    ops = []
-    for i in range(graph.OperatorsLength()):
-        code = model.OperatorCodes(graph.Operators(i).OpcodeIndex())
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        name = names.get(builtin, str(builtin))
-        ops.append(f"CUSTOM:{code.CustomCode().decode()}" if name == "CUSTOM" else name)
-    return ops
+
+def _check_shapes(runner, feed: dict[str, np.ndarray], batch_axes: dict) -> None:
+    """A static dimension of a model input must match the fed array's
+    (LiteRT would resize it and fail in an op, or compute garbage), except
+    the batch axes in `batch_axes` (input name -> axis), which resize."""
+    details = runner.get_input_details()
+    for name, value in feed.items():
+        expected = list(details[name].get("shape_signature", details[name]["shape"]))
+        if name in batch_axes and len(expected) == value.ndim:
+            expected[batch_axes[name]] = -1
+        if len(expected) != value.ndim or any(
+            e not in (-1, v) for e, v in zip(expected, value.shape, strict=True)
+        ):
+            shown = tuple(None if e == -1 else int(e) for e in expected)
+            raise ValueError(
+                f"Expected `{name}` of shape {shown} (None: any size), as the "
+                f"model was exported. Received: shape {value.shape}"
+            )
+
+
+def _dequantized(runner, result: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Integer outputs (an int8 model's int16 c_n) as float32."""
+    details = runner.get_output_details()
+    for name, value in result.items():
+        if value.dtype != np.float32:
+            scale, zero_point = details[name]["quantization"]
+            result[name] = ((value.astype(np.float32) - zero_point) * scale).astype(
+                np.float32
+            )
+    return result
 
 
 def run_tflite(
@@ -435,19 +692,30 @@ def run_tflite(
         hx: `(h_0, c_0)` in torch's layout `(D*num_layers, N, H)`, or None.
         sequence_lengths: (N,) lengths, for a model exported with
             `sequence_lengths=True`.
+        num_threads: LiteRT's threads. Defaults to 2.
 
     Returns:
-        `(output, (h_n, c_n))` as numpy arrays, in torch's layout; `(h_1, c_1)`
-        for an exported `LSTMCell` (its `input` is `(N, H_in)`).
-    """
-    from ai_edge_litert.interpreter import Interpreter
+        `(output, (h_n, c_n))` as float32 numpy arrays, in torch's layout
+        (`c_n` is None for an int8 model with `sequence_lengths`);
+        `(h_1, c_1)` for an exported `LSTMCell` (its `input` is `(N, H_in)`).
 
-    interpreter = Interpreter(model_content=flatbuffer, num_threads=num_threads)
+    Raises:
+        ValueError: when an input does not fit the model's static shape (a
+            model exported with `fixed_length`; the batch of the unrolled and
+            loop graphs).
+    """
+    litert = require("ai_edge_litert.interpreter", extra="litert", purpose="run_tflite")
+    with filtered_stderr(TFLITE_NOISE):  # LiteRT's line about its CPU delegate
+        interpreter = litert.Interpreter(
+            model_content=flatbuffer, num_threads=num_threads
+        )
     runner = interpreter.get_signature_runner("serving_default")
     if "num_layers" not in layer_config:  # an LSTMCell: one step
         zeros = np.zeros((len(input), layer_config["hidden_size"]), "float32")
         h_0, c_0 = hx if hx is not None else (zeros, zeros)
-        out = runner(input=np.asarray(input, "float32"), h_0=h_0, c_0=c_0)
+        feed = {"input": np.asarray(input, "float32"), "h_0": h_0, "c_0": c_0}
+        feed = {k: np.asarray(v, "float32") for k, v in feed.items()}
+        out = _dequantized(runner, runner(**feed))
         return out["h_1"], out["c_1"]
     d_count = 2 if layer_config["bidirectional"] else 1
     n_states = d_count * layer_config["num_layers"]
@@ -461,12 +729,19 @@ def run_tflite(
     feed = {"input": np.asarray(input, "float32")}
     if sequence_lengths is not None:
         feed["sequence_lengths"] = np.asarray(sequence_lengths, "int32")
-    for s in range(n_states):
-        k, d = divmod(s, d_count)
+    names = [divmod(s, d_count) for s in range(n_states)]
+    for s, (k, d) in enumerate(names):
         feed[_state_name("h_0", k, d)] = np.asarray(hx[0][s], "float32")
         feed[_state_name("c_0", k, d)] = np.asarray(hx[1][s], "float32")
-    result = runner(**feed)
-    names = [divmod(s, d_count) for s in range(n_states)]
+    if internals.LSTM_OP in tflite_ops(flatbuffer):  # its batch resizes
+        batch_axes = {name: 0 for name in feed}
+        batch_axes["input"] = 0 if layer_config["batch_first"] else 1
+    else:
+        batch_axes = {}
+    _check_shapes(runner, feed, batch_axes)
+    result = _dequantized(runner, runner(**feed))
     h_n = np.stack([result[_state_name("h_n", k, d)] for k, d in names])
-    c_n = np.stack([result[_state_name("c_n", k, d)] for k, d in names])
+    c_n = None
+    if _state_name("c_n", 0, 0) in result:
+        c_n = np.stack([result[_state_name("c_n", k, d)] for k, d in names])
     return result["output"], (h_n, c_n)

@@ -1,0 +1,86 @@
+"""Keras models around a tflstm layer, with Keras's batch conventions.
+
+Keras's `predict`, `evaluate` and `fit` cut every input into batches along
+axis 0 and concatenate every output along axis 0. A time-major layer
+(`batch_first=False`, PyTorch's default) has time on axis 0, and `h_n`/`c_n`
+have PyTorch's layer-direction axis there, so such a layer's tensors cannot
+be a model's inputs or outputs: `model.predict(x)` would cut the sequence into
+pieces and stack states of different batches. `keras_model` therefore puts
+the batch on axis 0 of every input and output of the model, whatever the
+layer's `batch_first`:
+
+- `input`: (N, L, H_in);
+- `output`: (N, L, D*H_out);
+- `h_n`: (N, D*num_layers, H_out) and `c_n`: (N, D*num_layers, H_cell), the
+  states of `layer * D + direction` on axis 1. PyTorch's layout is
+  `numpy.transpose(h_n, (1, 0, 2))` (`torch_layout` does it).
+
+For an `LSTMCell`, `input` (N, H_in) gives `h_1`, `c_1` (N, H), as in torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tflstm  # before Keras: it imports TensorFlow without the start-up lines
+
+# isort: split
+import keras
+import numpy as np
+
+
+def keras_model(layer: tflstm.LSTM | tflstm.LSTMCell) -> keras.Model:
+    """A batch-major `keras.Model` computing `layer` from a zero initial state.
+
+    Its outputs are `[output, h_n, c_n]` for an `LSTM` (`[output]` for one
+    built with `return_state=False`; `[h_1, c_1]` for an `LSTMCell`), with
+    the batch on axis 0 (see the module docstring), so that
+    `predict`, `evaluate` and `fit` give the numbers of one call for any
+    `batch_size`, and Keras's `model.export` takes it.
+
+    >>> import numpy as np
+    >>> model = keras_model(tflstm.LSTM(3, 5, num_layers=2, bidirectional=True))
+    >>> output, h_n, c_n = model.predict(np.zeros((7, 4, 3)), verbose=0)
+    >>> output.shape, h_n.shape, c_n.shape  # (N, L, D*H), (N, D*num_layers, H)
+    ((7, 4, 10), (7, 4, 5), (7, 4, 5))
+    """
+    if isinstance(layer, tflstm.LSTMCell):
+        inputs = keras.Input((layer.input_size,), name="input")
+        return keras.Model(
+            inputs, _named(layer(inputs), "h_1", "c_1"), name=f"{layer.name}_model"
+        )
+    if not isinstance(layer, tflstm.LSTM):
+        raise TypeError(
+            "Expected a tflstm.LSTM or tflstm.LSTMCell. Received: an object of "
+            f"type {type(layer).__name__}"
+        )
+    inputs = keras.Input((None, layer.input_size), name="input")  # (N, L, H_in)
+    x = inputs if layer.batch_first else keras.ops.transpose(inputs, (1, 0, 2))
+    result = layer(x)
+    output = result[0] if layer.return_state else result
+    if not layer.batch_first:
+        output = keras.ops.transpose(output, (1, 0, 2))
+    outputs = [output]
+    if layer.return_state:
+        outputs += [keras.ops.transpose(s, (1, 0, 2)) for s in result[1]]
+    names = ("output", "h_n", "c_n")[: len(outputs)]
+    return keras.Model(inputs, _named(outputs, *names), name=f"{layer.name}_model")
+
+
+def _named(tensors: Any, *names: str) -> list:
+    """The model's outputs under their PyTorch names (in `evaluate`'s and
+    `model.export`'s output names)."""
+    return [
+        keras.layers.Identity(name=name)(t)
+        for t, name in zip(tensors, names, strict=True)
+    ]
+
+
+def torch_layout(layer: tflstm.LSTM, outputs: Any) -> tuple:
+    """`keras_model(layer)`'s outputs in the layer's (PyTorch's) layout:
+    `(output, (h_n, c_n))` with the layer's time axis and (D*num_layers, N, H)
+    states."""
+    output, h_n, c_n = (np.asarray(t) for t in outputs)
+    if not layer.batch_first:
+        output = output.transpose(1, 0, 2)
+    return output, (h_n.transpose(1, 0, 2), c_n.transpose(1, 0, 2))

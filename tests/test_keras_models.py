@@ -1,0 +1,122 @@
+"""Keras models around a tflstm layer (`converters.keras_model`, what
+`tflstm-convert convert` writes): the batch on axis 0 of every input and
+output, so that predict, evaluate and fit with any batch_size agree with
+torch on the whole batch."""
+
+import keras
+import numpy as np
+import pytest
+import torch
+from oracle import ATOL, copy_torch_weights
+
+import converters
+import tflstm
+from converters.cli import main
+
+H_IN, H = 3, 5
+N, L, BATCH_SIZE = 5, 7, 2  # batch_size < N, and L differs from both
+
+
+def _torch_outputs(module, x_batch_major):
+    """torch's (output, h_n, c_n) in the model's batch-major layout."""
+    x = torch.from_numpy(x_batch_major)
+    if not module.batch_first:
+        x = x.transpose(0, 1)
+    with torch.no_grad():
+        output, (h_n, c_n) = module(x)
+    if not module.batch_first:
+        output = output.transpose(0, 1)
+    return [output.numpy(), h_n.transpose(0, 1).numpy(), c_n.transpose(0, 1).numpy()]
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_predict_evaluate_fit_with_small_batches_match_torch(batch_first):
+    cfg = dict(num_layers=2, bidirectional=True, proj_size=2, batch_first=batch_first)
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(H_IN, H, **cfg)
+    layer = tflstm.LSTM(H_IN, H, **cfg)
+    copy_torch_weights(module, layer)
+    model = converters.keras_model(layer)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, L, H_IN)).astype("float32")
+
+    want = _torch_outputs(module, x)
+    got = model.predict(x, batch_size=BATCH_SIZE, verbose=0)
+    assert [g.shape for g in got] == [(N, L, 4), (N, 4, 2), (N, 4, H)]
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, atol=ATOL["float32"], rtol=0)
+    output, (h_n, c_n) = converters.torch_layout(layer, got)
+    np.testing.assert_allclose(
+        h_n, layer(x if batch_first else x.transpose(1, 0, 2))[1][0], atol=1e-6
+    )
+
+    targets = [rng.standard_normal(w.shape).astype("float32") for w in want]
+    model.compile(keras.optimizers.SGD(2**-4), loss=["mse", "mse", "mse"])
+    losses = model.evaluate(
+        x, targets, batch_size=BATCH_SIZE, verbose=0, return_dict=True
+    )
+    # (Keras's per-output entries average the batches' means without their
+    # sizes: only the total is the whole batch's.)
+    assert set(losses) == {"loss", "output_loss", "h_n_loss", "c_n_loss"}
+    want_loss = sum(
+        float(np.mean((w - t) ** 2)) for w, t in zip(want, targets, strict=True)
+    )
+    assert abs(losses["loss"] - want_loss) <= 1e-5 * want_loss
+
+    # fit, minibatches of 2, 2, 1: torch takes the same SGD steps
+    opt = torch.optim.SGD(module.parameters(), lr=2**-4)
+    for start in range(0, N, BATCH_SIZE):
+        opt.zero_grad()
+        xb = torch.from_numpy(x[start : start + BATCH_SIZE])
+        if not batch_first:
+            xb = xb.transpose(0, 1)
+        output, (h_n, c_n) = module(xb)
+        if not batch_first:
+            output = output.transpose(0, 1)
+        outs = [output, h_n.transpose(0, 1), c_n.transpose(0, 1)]
+        loss = sum(
+            torch.nn.functional.mse_loss(
+                o, torch.from_numpy(t[start : start + BATCH_SIZE])
+            )
+            for o, t in zip(outs, targets, strict=True)
+        )
+        loss.backward()
+        opt.step()
+    model.fit(x, targets, batch_size=BATCH_SIZE, epochs=1, shuffle=False, verbose=0)
+    errors = {
+        name: float(np.abs(getattr(layer, name).numpy() - p.detach().numpy()).max())
+        for name, p in module.named_parameters()
+    }
+    assert max(errors.values()) <= ATOL["float32"], errors
+
+
+def test_cli_keras_file_predicts_like_torch_in_small_batches(tmp_path, capsys):
+    """The model written by `tflstm-convert convert` (a time-major LSTM, as
+    PyTorch's default), loaded back and run by `predict(batch_size=2)`."""
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(H_IN, H, num_layers=2)
+    torch.save(module.state_dict(), tmp_path / "m.pt")
+    assert main(["convert", str(tmp_path / "m.pt"), str(tmp_path / "m.keras")]) == 0
+    assert "import tflstm" in capsys.readouterr().out
+    model = keras.saving.load_model(tmp_path / "m.keras")
+    x = np.random.default_rng(0).standard_normal((N, L, H_IN)).astype("float32")
+    got = model.predict(x, batch_size=BATCH_SIZE, verbose=0)
+    for g, w in zip(got, _torch_outputs(module, x), strict=True):
+        np.testing.assert_allclose(g, w, atol=ATOL["float32"], rtol=0)
+
+
+def test_keras_model_of_a_cell_and_its_errors():
+    torch.manual_seed(0)
+    cell = torch.nn.LSTMCell(H_IN, H)
+    model = converters.keras_model(converters.from_torch(cell))
+    x = np.random.default_rng(0).standard_normal((N, H_IN)).astype("float32")
+    h_1, c_1 = model.predict(x, batch_size=BATCH_SIZE, verbose=0)
+    with torch.no_grad():
+        want = cell(torch.from_numpy(x))
+    np.testing.assert_allclose(h_1, want[0].numpy(), atol=ATOL["float32"], rtol=0)
+    np.testing.assert_allclose(c_1, want[1].numpy(), atol=ATOL["float32"], rtol=0)
+    with pytest.raises(TypeError) as info:
+        converters.keras_model(keras.layers.LSTM(3))
+    assert str(info.value) == (
+        "Expected a tflstm.LSTM or tflstm.LSTMCell. Received: an object of type LSTM"
+    )

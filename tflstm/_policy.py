@@ -1,0 +1,265 @@
+"""Which kernel runs a layer: one pure function of static facts.
+
+`choose_kernel(facts)` is the whole policy, tested as a table
+(tests/test_policy.py). `gather_facts` reads the facts that depend on where
+the code runs (a GPU, the device scope, XLA, oneDNN, an export being
+traced); it is the only impure part, and its probes are module functions so
+that tests can patch them (e.g. "a GPU is visible" on a CPU machine).
+
+The user's options, as in Keras:
+
+- `use_cudnn`: `"auto"` (cuDNN on a GPU where it can serve the layer),
+  `True` (cuDNN or an error), `False` (never).
+- `kernel`: `"auto"`, or one of `"loop"`, `"block"`, `"xla"` to force the
+  CPU/GPU kernel (see `tflstm._kernels` for what each is).
+
+What `training` changes: dropout between layers, and which gradient is
+used. `training=True` runs `bptt` (activations one precision up, the
+hand-written gradient whose float32 error stays within torch's own on long
+sequences), or cuDNN on a GPU; `training=False` runs an inference kernel
+(TensorFlow's float32 activations, nothing stored for a gradient; gradients
+through it are still correct, by autodiff or recomputation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import tensorflow as tf
+
+KERNEL_OPTIONS = ("auto", "loop", "block", "xla")
+CUDNN_OPTIONS = ("auto", True, False)
+
+# BlockLSTMV2 computes [x, h] @ w at every step; above this size the loop's
+# blocked input projection wins (benchmarks/results.md).
+BLOCK_MAX_HIDDEN = 256
+
+
+class KernelFacts(NamedTuple):
+    """Everything the choice depends on; all static (known when tracing)."""
+
+    training: bool
+    dtype: str  # the computation's dtype, e.g. "float32"
+    projection: bool  # proj_size > 0
+    lengths: bool  # packed sequences (sequence_lengths or a mask)
+    hidden_size: int
+    gpu: bool  # a GPU is visible and the device scope does not pin a CPU
+    in_xla: bool  # traced inside an XLA computation (jit_compile)
+    onednn: bool  # TensorFlow's oneDNN optimisations are on
+    exporting: str  # "" or the export being traced: "saved_model", "litert"
+    kernel: str = "auto"  # the user's option
+    use_cudnn: str | bool = "auto"  # the user's option
+
+
+def cudnn_can_serve(facts: KernelFacts) -> bool:
+    """cuDNN's LSTM has no projection; it runs float16/32/64."""
+    return not facts.projection and facts.dtype in ("float16", "float32", "float64")
+
+
+def block_can_serve(facts: KernelFacts) -> bool:
+    """BlockLSTMV2 has no projection and no lengths (and no float64 CPU kernel)."""
+    return (
+        not facts.projection
+        and not facts.lengths
+        and facts.dtype in ("float16", "float32")
+        and not facts.in_xla
+    )
+
+
+def choose_kernel(facts: KernelFacts) -> str:
+    """The name of the kernel in `tflstm._kernels.KERNELS` that runs a layer.
+
+    Raises:
+        ValueError: when the user's explicit choice cannot serve the layer
+            (`use_cudnn=True` without a GPU or with a projection,
+            `kernel="block"` with a projection, lengths, float64 or XLA).
+    """
+    if facts.use_cudnn is True:
+        if not (facts.gpu and cudnn_can_serve(facts) and not facts.in_xla):
+            why = (
+                "no GPU is visible (or the device scope is a CPU)"
+                if not facts.gpu
+                else "the layer runs inside XLA (jit_compile)"
+                if facts.in_xla
+                else "cuDNN has no projection (proj_size > 0)"
+            )
+            raise ValueError(
+                "use_cudnn=True was specified, but cuDNN cannot serve this "
+                f"layer: {why}. Pass use_cudnn='auto' to fall back to a "
+                f"non-cuDNN kernel. Received: {_describe(facts)}"
+            )
+        return "cudnn"
+    if (
+        facts.use_cudnn == "auto"
+        and facts.kernel == "auto"
+        and facts.gpu
+        and cudnn_can_serve(facts)
+        and not facts.in_xla
+        and not facts.exporting
+    ):
+        return "cudnn"
+
+    if facts.kernel == "block":
+        if not block_can_serve(facts):
+            raise ValueError(
+                "kernel='block' (TensorFlow's BlockLSTMV2) cannot serve this "
+                "layer: it has no projection, no sequence lengths, no float64 "
+                "and cannot be compiled by XLA. Pass kernel='auto'. "
+                f"Received: {_describe(facts)}"
+            )
+        return "bptt" if facts.training else "block"
+    if facts.exporting == "litert":
+        return "litert"
+    if facts.exporting:
+        return "portable"
+    if facts.kernel == "xla" and not facts.in_xla:
+        return "bptt_xla" if facts.training else "loop_xla"
+    if facts.training:
+        return "bptt"
+    if facts.kernel == "auto" and not facts.in_xla:
+        return _fastest_inference_kernel(facts)
+    return "loop"
+
+
+def _fastest_inference_kernel(facts: KernelFacts) -> str:
+    """The default inference kernel on a CPU, by measurement
+    (benchmarks/results.md, both oneDNN settings)."""
+    del facts
+    return "loop"
+
+
+def _describe(facts: KernelFacts) -> str:
+    return ", ".join(
+        f"{k}={v!r}"
+        for k, v in facts._asdict().items()
+        if k in ("kernel", "use_cudnn", "dtype", "projection", "lengths", "gpu")
+        or (k == "in_xla" and v)
+    )
+
+
+# -- probes (patched by tests) ---------------------------------------------------
+
+
+def gpu_visible() -> bool:
+    """Whether TensorFlow sees a GPU (Keras's `_is_gpu_available`)."""
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def onednn_enabled() -> bool:
+    """Whether TensorFlow's oneDNN optimisations are on: by default only on
+    some CPUs (AVX-512 ones), or as `TF_ENABLE_ONEDNN_OPTS` says."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # pragma: no cover - a TensorFlow without the probe
+        return False
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def device_scope() -> str:
+    """The device type of the current `tf.device` scope ("" if none)."""
+    if tf.executing_eagerly():
+        from tensorflow.python.eager import context
+
+        name = context.context().device_name
+    else:
+        name = tf.raw_ops.NoOp().device if _graph_has_device_scope() else ""
+    return tf.DeviceSpec.from_string(name or "").device_type or ""
+
+
+def _graph_has_device_scope() -> bool:
+    from tensorflow.python.framework import ops
+
+    return bool(ops.get_default_graph()._device_function_stack)
+
+
+def in_xla() -> bool:
+    """Whether the code is being traced inside an XLA computation."""
+    from tensorflow.python.framework import ops
+    from tensorflow.python.ops import control_flow_util
+
+    if tf.executing_eagerly():
+        return False
+    return bool(control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph()))
+
+
+_exporting = threading.local()
+
+
+@contextlib.contextmanager
+def exporting(kind: str = "saved_model") -> Iterator[None]:
+    """While tracing a layer for an export ("saved_model" or "litert"):
+    portable kernels only (no cuDNN, no BlockLSTMV2), unless the user asked
+    for them by name."""
+    previous = getattr(_exporting, "kind", "")
+    _exporting.kind = kind
+    try:
+        yield
+    finally:
+        _exporting.kind = previous
+
+
+# Keras's `model.export` traces the model inside these modules (its LiteRT
+# export goes through its SavedModel export: look for LiteRT first).
+_KERAS_EXPORTS = (
+    ("keras.src.export.litert", "litert"),
+    ("keras.src.export.", "saved_model"),
+)
+
+
+def is_exporting() -> str:
+    """The export being traced: inside `exporting()`, or traced by Keras's
+    `model.export` ("saved_model" or "litert"); "" otherwise."""
+    kind = getattr(_exporting, "kind", "")
+    if kind or tf.executing_eagerly():
+        return kind
+    modules = set()
+    frame = sys._getframe(1)
+    while frame is not None:
+        modules.add(frame.f_globals.get("__name__", ""))
+        frame = frame.f_back
+    for prefix, kind in _KERAS_EXPORTS:
+        if any(m.startswith(prefix) for m in modules):
+            return kind
+    return ""
+
+
+def gather_facts(
+    *,
+    training: bool,
+    dtype: str,
+    projection: bool,
+    lengths: bool,
+    hidden_size: int,
+    kernel: str,
+    use_cudnn: str | bool,
+) -> KernelFacts:
+    """The facts of a call, the environment probed now (at trace time)."""
+    scope = device_scope()
+    return KernelFacts(
+        training=training,
+        dtype=dtype,
+        projection=projection,
+        lengths=lengths,
+        hidden_size=hidden_size,
+        gpu=gpu_visible() and scope != "CPU",
+        in_xla=in_xla(),
+        onednn=onednn_enabled(),
+        exporting=is_exporting(),
+        kernel=kernel,
+        use_cudnn=use_cudnn,
+    )
+
+
+def supports_jit(*, kernel: str, use_cudnn: str | bool, projection: bool) -> bool:
+    """Keras's `Layer.supports_jit`: False where the layer prefers a kernel
+    that XLA cannot compile, so that Keras's `jit_compile="auto"` leaves XLA
+    off (as `keras.layers.LSTM` does for cuDNN). Inside XLA the layer always
+    runs an XLA kernel; only `kernel="block"` and `use_cudnn=True` refuse."""
+    if kernel == "block" or use_cudnn is True:
+        return False
+    cudnn_preferred = use_cudnn == "auto" and kernel == "auto" and not projection
+    return not (cudnn_preferred and gpu_visible())
