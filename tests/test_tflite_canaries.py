@@ -13,8 +13,6 @@ import converters
 from tflstm import _tflite_internals as internals
 from tflstm.tflite import export_tflite, run_tflite
 
-pytestmark = pytest.mark.xdist_group("tflite")
-
 H_IN, H, BATCH, STEPS = 3, 4, 2, 5
 RUNTIME_ATOL = 1e-5
 QUANTIZED_RTOL = 5e-2  # a broken quantization is off by the output's scale

@@ -453,12 +453,16 @@ def run_kernel(
     c0: tf.Tensor,
     weights: LSTMWeights,
     lengths: tf.Tensor | None,
+    *,
+    inline: bool = False,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Runs the kernel `name`: inlined when a graph is being built (Keras's
-    fit/predict, an export, a tf.function: static shapes reach the loop),
-    through its cached tf.function when called eagerly."""
+    """Runs the kernel `name`: its ops traced into the graph being built with
+    `inline=True` (`_policy.inline`: exports and XLA), else through its cached
+    tf.function, traced once per process for every size (eager calls, and
+    graphs such as Keras's train and predict functions, which then hold one
+    call op per layer instead of the loops)."""
     kernel = KERNELS[name]
-    if not tf.executing_eagerly():
+    if inline:
         return kernel(x, h0, c0, weights, lengths)
     # TensorFlow counts traces per Python code object: a partial (which has
     # none) gives each cached function a count of its own.

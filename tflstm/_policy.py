@@ -125,6 +125,14 @@ def choose_kernel(facts: KernelFacts) -> str:
     return "loop"
 
 
+def inline(facts: KernelFacts) -> bool:
+    """Whether the kernel's ops are traced into the graph being built rather
+    than called as a function traced once per process. Exports inline (the
+    converters need static sizes, e.g. TFLite's fixed batch, and a SavedModel
+    then holds plain ops), and so does XLA (compiled with the whole step)."""
+    return facts.in_xla or bool(facts.exporting)
+
+
 def _fastest_inference_kernel(facts: KernelFacts) -> str:
     """The default inference kernel on a CPU, by measurement
     (benchmarks/results.md, both oneDNN settings)."""

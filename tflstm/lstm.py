@@ -428,14 +428,15 @@ class LSTM(keras.layers.Layer):
                 states = slice(
                     layer * self.num_directions, (layer + 1) * self.num_directions
                 )
-                kernel = self._choose_kernel(x.dtype, bool(training), lengths)
+                facts = self._kernel_facts(x.dtype, bool(training), lengths)
                 x, h, c = run_kernel(
-                    kernel,
+                    _policy.choose_kernel(facts),
                     x,
                     h0[states],
                     c0[states],
                     self.layer_weights(layer),
                     lengths,
+                    inline=_policy.inline(facts),
                 )
                 x.set_shape([None, None, self.num_directions * self.output_size])
                 h_n.append(h)
@@ -451,10 +452,10 @@ class LSTM(keras.layers.Layer):
             x = tf.transpose(x, [1, 0, 2])
         return x, (h_n, c_n)
 
-    def _choose_kernel(
+    def _kernel_facts(
         self, dtype: tf.DType, training: bool, lengths: tf.Tensor | None
-    ) -> str:
-        facts = _policy.gather_facts(
+    ) -> _policy.KernelFacts:
+        return _policy.gather_facts(
             training=training,
             dtype=dtype.name,
             projection=self.proj_size > 0,
@@ -463,7 +464,6 @@ class LSTM(keras.layers.Layer):
             kernel=self.kernel,
             use_cudnn=self.use_cudnn,
         )
-        return _policy.choose_kernel(facts)
 
     def _dropout(self, x: tf.Tensor) -> tf.Tensor:
         if self.dropout == 1.0:  # torch zeroes everything; Keras would divide by 0
