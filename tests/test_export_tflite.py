@@ -362,6 +362,8 @@ def test_export_writes_file_and_checks_arguments(tmp_path):
     layer = tflstm.LSTM(H_IN, H)
     flatbuffer = export_tflite(layer, tmp_path / "lstm.tflite")
     assert (tmp_path / "lstm.tflite").read_bytes() == flatbuffer
+    # `fused`, the old spelling of `graph`: False is the WHILE loop.
+    assert tflite_ops(export_tflite(layer, fused=False)).count("WHILE") == 2
     cell = tflstm.LSTMCell(H_IN, H)
     data = [np.zeros((STEPS, 1, H_IN), "float32")]
     cases = [

@@ -21,15 +21,15 @@ of the same module as the reference, a fully unrolled graph):
 
 - `"fused"` for a batch size of 1, a dynamic length (`fixed_length=None`),
   a fixed length above `UNROLL_MAX_LENGTH` (256), or `quantize="int8"`.
-  Streaming row (L=50, N=1, H_in=40, H=256): 1.7-2.0 ms, 0.34-0.40x
-  litert-torch's time and 0.7-0.8x torch's (the unrolled graph: 0.9-1.0x
+  Streaming row (L=50, N=1, H_in=40, H=256): 1.6-2.0 ms, 0.33-0.48x
+  litert-torch's time and 0.7-0.8x torch's (the unrolled graph: 0.7-1.3x
   litert-torch). Above 256 steps, unrolling costs too much conversion
   time (6 s at L=200, 18 s at L=500) and file size (about 2 KB per step).
 - `"unrolled"` for a batch size >= 2 with `fixed_length` <= 256. Batched
-  row (L=100, N=32, H_in=40, H=128): 12-14 ms, 0.90-1.02x litert-torch's
-  time (within this machine's noise), where the fused op takes 1.9-2.1x
+  row (L=100, N=32, H_in=40, H=128): 12.5-14.4 ms, 0.90-1.02x litert-torch's
+  time (within this machine's noise), where the fused op takes 1.5-2.1x
   (TFLite's LSTM kernel is not delegated to XNNPACK and falls behind from
-  N=2 on); torch takes 9-10 ms. With `sequence_lengths`, its masked steps
+  N=2 on); torch takes 8.6-10 ms. With `sequence_lengths`, its masked steps
   (SELECT_V2, not delegated) cost about 15%, still half the fused op's time.
 
 Quantization (`quantize=`), as TFLite defines it. Errors against torch's
@@ -41,7 +41,7 @@ float file of the same graph:
   LSTM; the larger the layer, the closer to 0.25x), unrolled graph about
   0.56x (its ~2 KB per step are not weights: `graph="fused"` for the
   smallest file). Error 0.4-1.2% (max abs 0.006 on the demo model, whose
-  outputs reach 1.3). About twice as fast as float: 0.95-1.06 ms on the
+  outputs reach 1.3). About twice as fast as float: 0.88-1.06 ms on the
   streaming row, 5.4-8.4 ms (0.4-0.6x litert-torch) on the batched one.
   The converter keeps a layer in float32 when a gate matrix (H x H_in or
   H x H_out) has fewer than 1,024 weights.
@@ -52,7 +52,7 @@ float file of the same graph:
   abs on the demo model), more for layers whose outputs are tiny (5-7% at
   0.02); int8 clips whatever exceeds the calibrated ranges, so calibrate
   on a few batches of real inputs. TFLite's integer LSTM kernel is slow on
-  x86 CPUs (streaming row 4.9-5.3 ms, batched 135-164 ms): int8 is for
+  x86 CPUs (streaming row 4.9-5.3 ms, batched 133-164 ms): int8 is for
   integer-only hardware, `"dynamic"` for CPUs. With `sequence_lengths`,
   the model has no `c_n` outputs (`run_tflite` returns None): the integer
   kernel cannot carry the cell state through the padding (the float
