@@ -108,14 +108,20 @@ def _packed(module, xt, hxt, lengths):
     return pad_packed_sequence(output, bf, total_length=total)[0], state
 
 
-def run_tflstm(layer, x, hx=None, *, dtype="float64", seed=1, **call_kwargs):
-    """The same as `run_torch`, for a tflstm layer."""
+def run_tflstm(
+    layer, x, hx=None, *, dtype="float64", seed=1, gradients=True, **call_kwargs
+):
+    """The same as `run_torch`, for a tflstm layer; only the outputs with
+    `gradients=False`."""
     xt = tf.constant(x, dtype=dtype)
     inputs = {"input": xt}
     hxt = None
     if hx is not None:
         hxt = tuple(tf.constant(s, dtype=dtype) for s in hx)
         inputs.update(h_0=hxt[0], c_0=hxt[1])
+    if not gradients:
+        outs = _flatten(layer(xt, hxt, **call_kwargs))
+        return {f"out{i}": o.numpy() for i, o in enumerate(outs)}
     weights = {v.name: v for v in layer.trainable_weights}
     with tf.GradientTape() as tape:
         tape.watch(list(inputs.values()))
@@ -133,6 +139,11 @@ def _flatten(structure):
     if isinstance(structure, (tuple, list)):
         return [t for s in structure for t in _flatten(s)]
     return [structure]
+
+
+def outputs_only(result: dict) -> dict:
+    """The `out*` entries of a `run_torch` / `run_tflstm` result."""
+    return {k: v for k, v in result.items() if k.startswith("out")}
 
 
 def max_errors(expected: dict, actual: dict) -> dict[str, float]:

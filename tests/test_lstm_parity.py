@@ -7,7 +7,14 @@ import pytest
 import torch
 from grids import GRID, PAIRWISE, dtype_cases
 from grids import ids as _ids
-from oracle import ATOL, assert_matches, copy_torch_weights, run_tflstm, run_torch
+from oracle import (
+    ATOL,
+    assert_matches,
+    copy_torch_weights,
+    outputs_only,
+    run_tflstm,
+    run_torch,
+)
 
 import tflstm
 
@@ -48,14 +55,18 @@ def make_inputs(
 @pytest.mark.parametrize(("cfg", "dtype"), dtype_cases())
 def test_matches_torch(cfg, dtype):
     """Outputs, h_n, c_n and every gradient, batched/unbatched, with/without hx,
-    on the training path and on the inference path."""
+    on the training path and on the inference path (whose gradient is the
+    training path's, recomputed: checked on the float32 cases)."""
     module, layer = make_pair(dtype, **cfg)
     for batched, with_hx in itertools.product([True, False], [True, False]):
         x, hx = make_inputs(cfg, batched=batched, with_hx=with_hx)
         want = run_torch(module, x, hx, dtype=dtype)
         for training in (True, False):
-            got = run_tflstm(layer, x, hx, dtype=dtype, training=training)
-            assert_matches(want, got, ATOL[dtype])
+            grads = training or dtype == "float32"
+            got = run_tflstm(
+                layer, x, hx, dtype=dtype, training=training, gradients=grads
+            )
+            assert_matches(want if grads else outputs_only(want), got, ATOL[dtype])
 
 
 def test_weights_have_torch_names_and_shapes():
@@ -110,15 +121,15 @@ def test_scan_equals_python_loop_over_cell():
 
 
 # BlockLSTMV2 has no projection (asking for it there is an error: test_policy).
-# XLA compiles for every shape (seconds each): four configurations, which hold
-# a projection, both directions, several layers and batch_first; its numbers
-# come from XLA's own kernels, not from TensorFlow's oneDNN ones.
+# XLA compiles for every shape (seconds each): two configurations, which hold
+# projections, both directions, 2 and 3 layers, batch_first and no bias; its
+# numbers come from XLA's own kernels, not from TensorFlow's oneDNN ones.
 KERNEL_CASES = [
     pytest.param(cfg, kernel, id=f"{_ids(cfg)}-{kernel}", marks=pytest.mark.numerics)
     for cfg in PAIRWISE
     for kernel in ("loop", "block")
     if not (kernel == "block" and cfg["proj_size"])
-] + [pytest.param(cfg, "xla", id=f"{_ids(cfg)}-xla") for cfg in PAIRWISE[:4]]
+] + [pytest.param(cfg, "xla", id=f"{_ids(cfg)}-xla") for cfg in PAIRWISE[1:3]]
 
 
 @pytest.mark.parametrize(("cfg", "kernel"), KERNEL_CASES)

@@ -409,6 +409,11 @@ class LSTM(keras.layers.Layer):
             )
         lengths, length_checks = self._lengths(x, batched, sequence_lengths, mask)
         checks += length_checks
+        if checks:  # data dependencies: a control dependency of a function call
+            # does not hold back the ops of its body once TensorFlow inlines it
+            with tf.control_dependencies(checks):
+                x = tf.identity(x)
+                lengths = None if lengths is None else tf.identity(lengths)
         if lengths is not None:  # padding never reaches the math (even NaN)
             x = tf.where(valid_steps(lengths, dims(x)[0]), x, tf.zeros_like(x))
 
@@ -423,26 +428,26 @@ class LSTM(keras.layers.Layer):
                 h0, c0 = h0[:, None], c0[:, None]
 
         h_n, c_n = [], []
-        with tf.control_dependencies(checks):
-            for layer in range(self.num_layers):
-                states = slice(
-                    layer * self.num_directions, (layer + 1) * self.num_directions
-                )
-                facts = self._kernel_facts(x.dtype, bool(training), lengths)
-                x, h, c = run_kernel(
-                    _policy.choose_kernel(facts),
-                    x,
-                    h0[states],
-                    c0[states],
-                    self.layer_weights(layer),
-                    lengths,
-                    inline=_policy.inline(facts),
-                )
-                x.set_shape([None, None, self.num_directions * self.output_size])
-                h_n.append(h)
-                c_n.append(c)
-                if training and self.dropout > 0 and layer < self.num_layers - 1:
-                    x = self._dropout(x)
+        facts = self._kernel_facts(x.dtype, bool(training), lengths)
+        kernel, inline = _policy.choose_kernel(facts), _policy.inline(facts)
+        for layer in range(self.num_layers):
+            states = slice(
+                layer * self.num_directions, (layer + 1) * self.num_directions
+            )
+            x, h, c = run_kernel(
+                kernel,
+                x,
+                h0[states],
+                c0[states],
+                self.layer_weights(layer),
+                lengths,
+                inline=inline,
+            )
+            x.set_shape([None, None, self.num_directions * self.output_size])
+            h_n.append(h)
+            c_n.append(c)
+            if training and self.dropout > 0 and layer < self.num_layers - 1:
+                x = self._dropout(x)
         h_n, c_n = tf.concat(h_n, 0), tf.concat(c_n, 0)
 
         x, h_n, c_n = (tf.cast(t, self.compute_dtype) for t in (x, h_n, c_n))
