@@ -57,12 +57,24 @@ CONFIGS = {
 }
 MEMORY_CONFIG = (2000, 32, 64, 128, 1, False, 0)
 REPEATS, WARMUP = 7, 2
+# Each implementation is timed in ROUNDS rounds, interleaved with the others
+# (the first one timed in a process used to pay for warm-up effects), and its
+# time is the median of its round medians.
+ROUNDS = 3
 THREADS = 2
 CHECK_ATOL = 1e-4  # float32 over up to 200 steps: torch's own error is ~1e-6
 
 
 def _median_ms(fn) -> float:
     return median_ms(fn, repeats=REPEATS, warmup=WARMUP)
+
+
+def _interleaved_ms(fns: dict) -> dict[str, float]:
+    """{name: ms}: the median of ROUNDS interleaved rounds of `_median_ms`."""
+    import numpy as np
+
+    rounds = [{k: _median_ms(f) for k, f in fns.items()} for _ in range(ROUNDS)]
+    return {k: float(np.median([r[k] for r in rounds])) for k in fns}
 
 
 def forward_flops(config) -> float:
@@ -177,7 +189,7 @@ def run_config(name: str, config) -> dict:
             )
         ),
         "max_abs_error_vs_torch": errors,
-        "forward_ms": {impl: _median_ms(fn) for impl, fn in forward.items()},
+        "forward_ms": _interleaved_ms(forward),
     }
 
     def torch_train():
@@ -205,7 +217,7 @@ def run_config(name: str, config) -> dict:
                 return tape.gradient(loss, keras_model.trainable_weights)
 
             train[impl] = lambda fn=keras_train: fn(x_batch_major)
-    result["train_ms"] = {impl: _median_ms(fn) for impl, fn in train.items()}
+    result["train_ms"] = _interleaved_ms(train)
 
     flops = forward_flops(config)
     result["forward_gflops"] = {
@@ -418,6 +430,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.environment:
         print(json.dumps(environment()))
         return
+    import tflstm  # noqa: F401  (first: TensorFlow without its start-up lines)
+
+    # isort: split
     import tensorflow as tf
     import torch
 

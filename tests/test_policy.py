@@ -37,7 +37,14 @@ BASE = _policy.KernelFacts(
 # (changes to BASE, expected kernel)
 TABLE = [
     ({}, "loop"),
-    ({"onednn": False}, "loop"),
+    ({"onednn": False}, "block"),
+    ({"onednn": False, "hidden_size": 512}, "loop"),
+    ({"onednn": False, "projection": True}, "loop"),
+    ({"onednn": False, "lengths": True}, "loop"),
+    ({"onednn": False, "dtype": "float64"}, "loop"),
+    ({"onednn": False, "training": True}, "bptt"),
+    ({"onednn": False, "in_xla": True}, "loop"),
+    ({"onednn": False, "exporting": "saved_model"}, "portable"),
     ({"training": True}, "bptt"),
     ({"in_xla": True}, "loop"),
     ({"in_xla": True, "training": True}, "bptt"),
@@ -162,11 +169,17 @@ def _layer_ops(layer, training, steps=5, jit_compile=False, **call_kwargs):
     return _graph_ops(fn, tf.TensorSpec([steps, 2, layer.input_size]))
 
 
-def test_cpu_kernels_in_graphs():
+@pytest.mark.parametrize("onednn", [True, False])
+def test_cpu_kernels_in_graphs(onednn, monkeypatch):
+    """The kernels in traced graphs, with TensorFlow's oneDNN setting as the
+    probe says (patched: the same on every machine)."""
+    monkeypatch.setattr(_policy, "onednn_enabled", lambda: onednn)
     default = tflstm.LSTM(H_IN, H, bidirectional=True)
     assert default.supports_jit
-    for training in (True, False):
-        assert not _layer_ops(default, training) & NOT_PORTABLE
+    assert not _layer_ops(default, training=True) & NOT_PORTABLE
+    inference = _layer_ops(default, training=False)
+    assert ("BlockLSTMV2" in inference) == (not onednn)
+    assert "BlockLSTMV2" not in _layer_ops(tflstm.LSTM(H_IN, 512), training=False)
     block = tflstm.LSTM(H_IN, H, kernel="block")
     assert not block.supports_jit
     assert "BlockLSTMV2" in _layer_ops(block, training=False)

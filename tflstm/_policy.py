@@ -134,9 +134,18 @@ def inline(facts: KernelFacts) -> bool:
 
 
 def _fastest_inference_kernel(facts: KernelFacts) -> str:
-    """The default inference kernel on a CPU, by measurement
-    (benchmarks/results.md, both oneDNN settings)."""
-    del facts
+    """The default inference kernel on a CPU, by measurement (`make bench`,
+    both oneDNN settings on one AVX-512 machine, 2026-11-28): with oneDNN on,
+    TensorFlow's matmul is oneDNN's and the loop is fastest or within noise of
+    BlockLSTMV2 (which is 1.5-1.9x slower on batched rows); with oneDNN off,
+    the loop's Eigen matmuls and per-op costs make BlockLSTMV2 faster (2x on
+    the streaming row), except above BLOCK_MAX_HIDDEN."""
+    if (
+        not facts.onednn
+        and block_can_serve(facts)
+        and facts.hidden_size <= BLOCK_MAX_HIDDEN
+    ):
+        return "block"
     return "loop"
 
 
