@@ -46,60 +46,18 @@ from tflstm._ops import (
     LSTMWeights,
     blocked_loop,
     dims,
+    directions,
+    inference_steps,
     keep_state,
-    plain,
-    reverse_time,
+    project,
     step,
     transposed,
-    valid_steps,
+    unstack_steps,
     widened,
+    window,
 )
 
 Kernel = Callable[..., tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
-
-
-def _directions(
-    recurrence: Callable,
-    x: tf.Tensor,
-    h0: tf.Tensor,
-    c0: tf.Tensor,
-    weights: LSTMWeights,
-    lengths: tf.Tensor | None,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Runs `recurrence(x, h0, c0, weights, valid)` for each direction (the
-    backward one on the time-reversed input: the loops never index backwards)
-    and puts the directions together."""
-    valid = None if lengths is None else valid_steps(lengths, dims(x)[0])
-    outputs, h_n, c_n = [], [], []
-    for d in range(weights.num_directions):
-        x_d = reverse_time(x, lengths) if d else x
-        y, h, c = recurrence(x_d, h0[d], c0[d], weights.direction(d), valid)
-        outputs.append(reverse_time(y, lengths) if d else y)
-        h_n.append(h)
-        c_n.append(c)
-    output = outputs[0] if len(outputs) == 1 else tf.concat(outputs, -1)
-    return output, tf.stack(h_n), tf.stack(c_n)
-
-
-def _project(x: tf.Tensor, weights: LSTMWeights) -> tf.Tensor:
-    """`x @ weight_ih^T + bias` for every row of x (..., H_in) -> (..., 4*H)."""
-    *lead, input_size = dims(x)
-    z = tf.matmul(tf.reshape(x, [-1, input_size]), weights.weight_ih, transpose_b=True)
-    if weights.bias is not None:
-        z += weights.bias
-    return tf.reshape(z, [*lead, -1])
-
-
-def _window(t: tf.Tensor, t0: Any, k: int) -> tf.Tensor:
-    """Steps t0 .. t0+k-1 of a time-major tensor, (k, ...). A slice of static
-    size k, which XLA compiles as a dynamic slice (`t[t0 : t0 + k]` is not)."""
-    rank = len(t.shape)
-    return tf.slice(t, tf.stack([t0] + [0] * (rank - 1)), [k] + [-1] * (rank - 1))
-
-
-def _unstack(t: tf.Tensor, t0: Any, k: int) -> list[tf.Tensor]:
-    """Steps t0 .. t0+k-1 of a time-major tensor, one tensor each."""
-    return tf.unstack(_window(t, t0, k), num=k)
 
 
 # -- loop ----------------------------------------------------------------------
@@ -113,15 +71,11 @@ def _loop_recurrence(x, h0, c0, weights, valid):
     zeros = tf.zeros_like(h0)
 
     def body(t0, k, state):
-        h, c = state
-        z = tf.unstack(_project(_window(x, t0, k), weights), num=k)
-        masks = [None] * k if valid is None else _unstack(valid, t0, k)
-        outputs = []
-        for j in range(k):
-            h_new, c_new, _, _ = step(z[j], h, c, weight_hh_t, weight_hr_t, plain)
-            h = keep_state(masks[j], h_new, h)
-            c = keep_state(masks[j], c_new, c)
-            outputs.append(keep_state(masks[j], h_new, zeros))
+        z = unstack_steps(project(window(x, t0, k), weights), 0, k)
+        masks = [None] * k if valid is None else unstack_steps(valid, t0, k)
+        h, c, outputs = inference_steps(
+            z, masks, *state, weight_hh_t, weight_hr_t, zeros
+        )
         return (h, c), [outputs]
 
     (h_n, c_n), (output,) = blocked_loop(dims(x)[0], body, (h0, c0), [h0])
@@ -131,7 +85,7 @@ def _loop_recurrence(x, h0, c0, weights, valid):
 def loop_forward(x, h0, c0, weights, lengths):
     """`loop` with TensorFlow's own (autodiff) gradient: the `portable`
     kernel of exports, which then hold no custom gradient to serialise."""
-    return _directions(_loop_recurrence, x, h0, c0, weights, lengths)
+    return directions(_loop_recurrence, x, h0, c0, weights, lengths)
 
 
 # -- bptt ----------------------------------------------------------------------
@@ -145,8 +99,8 @@ def _bptt_forward(x_gates, h0, c0, weight_hh, weight_hr, valid):
 
     def body(t0, k, state):
         h, c = state
-        z = _unstack(x_gates, t0, k)
-        masks = [None] * k if valid is None else _unstack(valid, t0, k)
+        z = unstack_steps(x_gates, t0, k)
+        masks = [None] * k if valid is None else unstack_steps(valid, t0, k)
         outputs, cells, acts, ms = [], [], [], []
         for j in range(k):
             h_new, c_new, gates, m = step(z[j], h, c, weight_hh_t, weight_hr_t, widened)
@@ -187,10 +141,10 @@ def _bptt_backward(
 
     def body(t0, k, state):
         dh_next, dc_next = state
-        factors = _unstack(gate_factors, t0, k)
-        states = _unstack(state_factors, t0, k)
-        upstream = _unstack(d_output, t0, k)
-        masks = [None] * k if valid is None else _unstack(valid, t0, k)
+        factors = unstack_steps(gate_factors, t0, k)
+        states = unstack_steps(state_factors, t0, k)
+        upstream = unstack_steps(d_output, t0, k)
+        masks = [None] * k if valid is None else unstack_steps(valid, t0, k)
         dzs, dhs = [None] * k, [None] * k
         for j in reversed(range(k)):
             dh = dh_next + upstream[j]
@@ -283,7 +237,7 @@ def _bptt_recurrence(x, h0, c0, weights, valid, *, xla=False):
 
         return (output, h_n, c_n), grad
 
-    args = [_project(x, weights), h0, c0, weights.weight_hh]
+    args = [project(x, weights), h0, c0, weights.weight_hh]
     return recurrence(*args, *([] if weight_hr is None else [weight_hr]))
 
 
@@ -292,12 +246,12 @@ def _or_zeros(upstream: tf.Tensor | None, like: tf.Tensor) -> tf.Tensor:
 
 
 def bptt(x, h0, c0, weights, lengths):
-    return _directions(_bptt_recurrence, x, h0, c0, weights, lengths)
+    return directions(_bptt_recurrence, x, h0, c0, weights, lengths)
 
 
 def bptt_xla(x, h0, c0, weights, lengths):
     recurrence = functools.partial(_bptt_recurrence, xla=True)
-    return _directions(recurrence, x, h0, c0, weights, lengths)
+    return directions(recurrence, x, h0, c0, weights, lengths)
 
 
 # -- kernels with bptt's gradient -----------------------------------------------
@@ -367,7 +321,7 @@ def _block_forward(x, h0, c0, weights, lengths):
         )
         return hs, hs[-1], cs[-1]
 
-    return _directions(recurrence, x, h0, c0, weights, None)
+    return directions(recurrence, x, h0, c0, weights, None)
 
 
 block = _with_bptt_gradient(_block_forward)
@@ -428,7 +382,7 @@ def cudnn(x, h0, c0, weights, lengths):
         )
         return y, h[0], c[0]
 
-    return _directions(recurrence, x, h0, c0, weights, lengths)
+    return directions(recurrence, x, h0, c0, weights, lengths)
 
 
 KERNELS: dict[str, Kernel] = {

@@ -29,10 +29,16 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-# `_kernels` imports this module (KERNELS["litert"]): its helpers are looked
-# up when a kernel runs, not at import.
-from tflstm import _kernels
-from tflstm._ops import LSTMWeights, dims, keep_state, plain, step, transposed
+from tflstm._ops import (
+    LSTMWeights,
+    dims,
+    directions,
+    inference_steps,
+    project,
+    transposed,
+    unstack_steps,
+    window,
+)
 
 # Steps per while-loop iteration. Measured (LiteRT, 2 threads, N=1, H_in=40,
 # H=64; ms at L = 100 / 1,000 / 3,000): 1 step: 2.0-2.3 / 87-90 / 560-600;
@@ -40,12 +46,6 @@ from tflstm._ops import LSTMWeights, dims, keep_state, plain, step, transposed
 # 54-65; 32: 2.2-3.1 / 11 / 49-50 (the remainder, up to 31 single steps,
 # costs at short L).
 CHUNK = 16
-
-
-def _window(t: tf.Tensor, t0, k: int) -> tf.Tensor:
-    """Steps t0 .. t0+k-1 of a time-major tensor: a SLICE of static size k."""
-    rank = len(t.shape)
-    return tf.slice(t, tf.stack([t0] + [0] * (rank - 1)), [k] + [-1] * (rank - 1))
 
 
 def _buffer_recurrence(x, h0, c0, weights: LSTMWeights, valid):
@@ -58,16 +58,9 @@ def _buffer_recurrence(x, h0, c0, weights: LSTMWeights, valid):
     zeros = tf.zeros_like(h0)
 
     def block(t0, k, h, c):
-        z = tf.unstack(_kernels._project(_window(x, t0, k), weights), num=k)
-        masks = (
-            [None] * k if valid is None else tf.unstack(_window(valid, t0, k), num=k)
-        )
-        outputs = []
-        for j in range(k):
-            h_new, c_new, _, _ = step(z[j], h, c, weight_hh_t, weight_hr_t, plain)
-            h = keep_state(masks[j], h_new, h)
-            c = keep_state(masks[j], c_new, c)
-            outputs.append(keep_state(masks[j], h_new, zeros))
+        z = unstack_steps(project(window(x, t0, k), weights), 0, k)
+        masks = [None] * k if valid is None else unstack_steps(valid, t0, k)
+        h, c, outputs = inference_steps(z, masks, h, c, weight_hh_t, weight_hr_t, zeros)
         return h, c, tf.stack(outputs)
 
     def run(count, k, first, h, c, buffer):
@@ -96,7 +89,7 @@ def buffer_loop_forward(x, h0, c0, weights, lengths):
     """The builtin-only kernel for a dynamic batch and length (Keras's
     `model.export(format="litert")`); quadratic in L (see the module
     docstring)."""
-    return _kernels._directions(_buffer_recurrence, x, h0, c0, weights, lengths)
+    return directions(_buffer_recurrence, x, h0, c0, weights, lengths)
 
 
 def _unrolled_recurrence(x, h0, c0, weights: LSTMWeights, valid):
@@ -110,21 +103,17 @@ def _unrolled_recurrence(x, h0, c0, weights: LSTMWeights, valid):
     # x_gates of all steps as (L*N, 4H): step t is rows [tN, (t+1)N), a SLICE
     # that XNNPACK delegates (x_gates[t] of an (L, N, 4H) tensor is a
     # STRIDED_SLICE with shrink_axis, which it does not take).
-    z = _kernels._project(tf.reshape(x, [steps * batch, -1]), weights)
+    z = project(tf.reshape(x, [steps * batch, -1]), weights)
     weight_hh_t = transposed(weights.weight_hh)
     weight_hr_t = transposed(weights.weight_hr)
     masks = [None] * steps if valid is None else tf.unstack(valid, num=steps)
-    zeros = tf.zeros_like(h0)
-    h, c, outputs = h0, c0, []
-    for t in range(steps):
-        z_t = z[t * batch : (t + 1) * batch]
-        h_new, c_new, _, _ = step(z_t, h, c, weight_hh_t, weight_hr_t, plain)
-        h = keep_state(masks[t], h_new, h)
-        c = keep_state(masks[t], c_new, c)
-        outputs.append(keep_state(masks[t], h_new, zeros))
+    z = [z[t * batch : (t + 1) * batch] for t in range(steps)]
+    h, c, outputs = inference_steps(
+        z, masks, h0, c0, weight_hh_t, weight_hr_t, tf.zeros_like(h0)
+    )
     return tf.stack(outputs), h, c
 
 
 def unrolled_forward(x, h0, c0, weights, lengths):
     """The fixed-(L, N) unrolled graph (see the module docstring)."""
-    return _kernels._directions(_unrolled_recurrence, x, h0, c0, weights, lengths)
+    return directions(_unrolled_recurrence, x, h0, c0, weights, lengths)

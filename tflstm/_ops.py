@@ -2,9 +2,10 @@
 
 One copy of each piece, used by every kernel, the cell and the exporters:
 `stack_weights` (the only place where `bias_ih + bias_hh` is summed), `step`
-(the gate equations), `keep_state` (the masking rule of packed sequences),
-`reverse_time` (the backward direction's view of a batch) and `blocked_loop`
-(the time loop).
+(the gate equations) and `inference_steps` (a run of them), `keep_state` (the
+masking rule of packed sequences), `reverse_time` and `directions` (the
+backward direction's view of a batch, and the two directions put together),
+`project` (the input projection) and `blocked_loop` (the time loop).
 
 Conventions, as in `torch.nn.LSTM`: gates are stacked in the order
 (input, forget, cell, output) along the last axis of size 4 * hidden_size, and
@@ -174,6 +175,70 @@ def dims(t: tf.Tensor) -> list:
     """Each dimension of `t`: a Python int when static, else a scalar tensor."""
     dynamic = tf.shape(t)
     return [d if d is not None else dynamic[i] for i, d in enumerate(t.shape)]
+
+
+def directions(
+    recurrence: Callable,
+    x: tf.Tensor,
+    h0: tf.Tensor,
+    c0: tf.Tensor,
+    weights: LSTMWeights,
+    lengths: tf.Tensor | None,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Runs `recurrence(x, h0, c0, weights, valid)` for each direction (the
+    backward one on the time-reversed input: the loops never index backwards)
+    and puts the directions together."""
+    valid = None if lengths is None else valid_steps(lengths, dims(x)[0])
+    outputs, h_n, c_n = [], [], []
+    for d in range(weights.num_directions):
+        x_d = reverse_time(x, lengths) if d else x
+        y, h, c = recurrence(x_d, h0[d], c0[d], weights.direction(d), valid)
+        outputs.append(reverse_time(y, lengths) if d else y)
+        h_n.append(h)
+        c_n.append(c)
+    output = outputs[0] if len(outputs) == 1 else tf.concat(outputs, -1)
+    return output, tf.stack(h_n), tf.stack(c_n)
+
+
+def project(x: tf.Tensor, weights: LSTMWeights) -> tf.Tensor:
+    """`x @ weight_ih^T + bias` for every row of x (..., H_in) -> (..., 4*H)."""
+    *lead, input_size = dims(x)
+    z = tf.matmul(tf.reshape(x, [-1, input_size]), weights.weight_ih, transpose_b=True)
+    if weights.bias is not None:
+        z += weights.bias
+    return tf.reshape(z, [*lead, -1])
+
+
+def window(t: tf.Tensor, t0: Any, k: int) -> tf.Tensor:
+    """Steps t0 .. t0+k-1 of a time-major tensor, (k, ...). A slice of static
+    size k, which XLA compiles as a dynamic slice (`t[t0 : t0 + k]` is not)."""
+    rank = len(t.shape)
+    return tf.slice(t, tf.stack([t0] + [0] * (rank - 1)), [k] + [-1] * (rank - 1))
+
+
+def unstack_steps(t: tf.Tensor, t0: Any, k: int) -> list[tf.Tensor]:
+    """Steps t0 .. t0+k-1 of a time-major tensor, one tensor each."""
+    return tf.unstack(window(t, t0, k), num=k)
+
+
+def inference_steps(
+    z: list,
+    masks: list,
+    h: tf.Tensor,
+    c: tf.Tensor,
+    weight_hh_t: tf.Tensor,
+    weight_hr_t: tf.Tensor | None,
+    zeros: tf.Tensor,
+) -> tuple[tf.Tensor, tf.Tensor, list]:
+    """Consecutive steps of inference (TensorFlow's own activations) from
+    their input gates `z` and masks (None entries: no lengths); returns the
+    states after them and each step's output (0 past a sequence's length)."""
+    outputs = []
+    for z_t, valid in zip(z, masks, strict=True):
+        h_new, c_new, _, _ = step(z_t, h, c, weight_hh_t, weight_hr_t, plain)
+        h, c = keep_state(valid, h_new, h), keep_state(valid, c_new, c)
+        outputs.append(keep_state(valid, h_new, zeros))
+    return h, c, outputs
 
 
 # Steps per iteration of the time loops. TensorFlow's executor spends a few

@@ -101,7 +101,15 @@ from _tflstm.quiet import TFLITE_NOISE, filtered_stderr
 from tflstm import _errors, _kernels
 from tflstm import _tflite_internals as internals
 from tflstm._litert_kernel import unrolled_forward
-from tflstm._ops import LSTMWeights, plain, reverse_time, step, valid_steps
+from tflstm._ops import (
+    LSTMWeights,
+    directions,
+    plain,
+    project,
+    reverse_time,
+    step,
+    valid_steps,
+)
 from tflstm.lstm import LSTM
 from tflstm.lstm_cell import LSTMCell
 
@@ -367,7 +375,7 @@ def _cell_state_maxima(layer: LSTM, inputs: list[np.ndarray]) -> dict[str, float
         weight_hh_t, weight_hr_t = tf.transpose(weights.weight_hh), None
         if weights.weight_hr is not None:
             weight_hr_t = tf.transpose(weights.weight_hr)
-        x_gates = _kernels._project(x, weights)
+        x_gates = project(x, weights)
 
         def one_step(carry, z):
             h, c, largest = carry
@@ -387,7 +395,7 @@ def _cell_state_maxima(layer: LSTM, inputs: list[np.ndarray]) -> dict[str, float
             d_count = weights.num_directions
             h0 = tf.zeros([d_count, batch, layer.output_size])
             c0 = tf.zeros([d_count, batch, layer.hidden_size])
-            x, _, largest = _kernels._directions(
+            x, _, largest = directions(
                 recurrence, x, h0, c0, weights.map(tf.constant), None
             )
             result.append(tf.reduce_max(largest, axis=[1, 2]))
