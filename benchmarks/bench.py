@@ -279,6 +279,7 @@ def _default_inference_kernel() -> str:
         projection=False,
         lengths=False,
         hidden_size=128,
+        batch=32,
         kernel="auto",
         use_cudnn="auto",
     )
@@ -356,7 +357,8 @@ def _report(results: dict) -> str:
     parts = [
         f"Machine: {results['machine']}, {THREADS} threads, vector extensions "
         f"{', '.join(first['vector_extensions'])}, {results['date']}. Forward "
-        f'times in ms (medians of {REPEATS}); default = `kernel="auto"`, what '
+        f"times in ms (medians of {ROUNDS} interleaved rounds of {REPEATS}); "
+        'default = `kernel="auto"`, what '
         "a user gets; XLA training = the whole step under `jit_compile=True`.\n"
     ]
     parts += [_table(run) for run in results["runs"].values()]

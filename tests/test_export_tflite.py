@@ -571,3 +571,33 @@ def test_keras_litert_export_with_dynamic_batch(tmp_path, options):
         np.testing.assert_allclose(
             got, _torch(module, x)[0], atol=ATOL["float32"], rtol=0
         )
+
+
+def test_keras_litert_export_of_a_masked_model(tmp_path):
+    """A `Masking` layer before the LSTM (PyTorch's packed sequences through
+    Keras's mask), exported by Keras with a dynamic batch: builtin ops only,
+    and torch's packed run at two batch sizes and two lengths."""
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(H_IN, H, batch_first=True, bidirectional=True)
+    layer = converters.from_torch(module)
+    inputs = keras.Input((None, H_IN))
+    model = keras.Model(inputs, layer(keras.layers.Masking(0.0)(inputs))[0])
+    path = tmp_path / "masked.tflite"
+    model.export(path, format="litert", verbose=False)
+    flatbuffer = path.read_bytes()
+    ops = tflite_ops(flatbuffer, subgraphs=True)
+    assert not any(op.startswith(("CUSTOM", "DELEGATE")) for op in ops), ops
+    interpreter = Interpreter(model_content=flatbuffer)
+    (detail,) = interpreter.get_input_details()
+    for batch, steps in ((2, 5), (3, 9)):
+        rng = np.random.default_rng(steps)
+        x = rng.standard_normal((batch, steps, H_IN)).astype("float32")
+        lengths = random_lengths(steps, batch, seed=steps)
+        x[np.arange(steps)[None, :] >= lengths[:, None]] = 0.0  # the padding
+        interpreter.resize_tensor_input(detail["index"], x.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(detail["index"], x)
+        interpreter.invoke()
+        got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        want = _torch(module, x, lengths=lengths)[0]
+        np.testing.assert_allclose(got, want, atol=ATOL["float32"], rtol=0)

@@ -28,6 +28,7 @@ BASE = _policy.KernelFacts(
     projection=False,
     lengths=False,
     hidden_size=128,
+    batch=1,
     gpu=False,
     in_xla=False,
     onednn=True,
@@ -39,6 +40,9 @@ TABLE = [
     ({}, "loop"),
     ({"onednn": False}, "block"),
     ({"onednn": False, "hidden_size": 512}, "loop"),
+    ({"onednn": False, "batch": 8}, "block"),
+    ({"onednn": False, "batch": 9}, "loop"),
+    ({"onednn": False, "batch": None}, "loop"),
     ({"onednn": False, "projection": True}, "loop"),
     ({"onednn": False, "lengths": True}, "loop"),
     ({"onednn": False, "dtype": "float64"}, "loop"),
@@ -177,8 +181,13 @@ def test_cpu_kernels_in_graphs(onednn, monkeypatch):
     default = tflstm.LSTM(H_IN, H, bidirectional=True)
     assert default.supports_jit
     assert not _layer_ops(default, training=True) & NOT_PORTABLE
-    inference = _layer_ops(default, training=False)
+    inference = _layer_ops(default, training=False)  # a batch of 2
     assert ("BlockLSTMV2" in inference) == (not onednn)
+    batch_of_9 = _graph_ops(
+        tf.function(lambda x: default(x, training=False)),
+        tf.TensorSpec([5, 9, H_IN]),
+    )
+    assert "BlockLSTMV2" not in batch_of_9
     assert "BlockLSTMV2" not in _layer_ops(tflstm.LSTM(H_IN, 512), training=False)
     block = tflstm.LSTM(H_IN, H, kernel="block")
     assert not block.supports_jit

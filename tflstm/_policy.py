@@ -37,6 +37,10 @@ CUDNN_OPTIONS = ("auto", True, False)
 # BlockLSTMV2 computes [x, h] @ w at every step; above this size the loop's
 # blocked input projection wins (benchmarks/results.md).
 BLOCK_MAX_HIDDEN = 256
+# BlockLSTMV2 keeps seven (L, N, H) sequences (its gradient's): for small
+# batches only, where that costs little memory (at L = 2,000, N = 32 it
+# doubled a forward pass's peak memory).
+BLOCK_MAX_BATCH = 8
 
 
 class KernelFacts(NamedTuple):
@@ -47,6 +51,7 @@ class KernelFacts(NamedTuple):
     projection: bool  # proj_size > 0
     lengths: bool  # packed sequences (sequence_lengths or a mask)
     hidden_size: int
+    batch: int | None  # the batch size where the trace knows it
     gpu: bool  # a GPU is visible and the device scope does not pin a CPU
     in_xla: bool  # traced inside an XLA computation (jit_compile)
     onednn: bool  # TensorFlow's oneDNN optimisations are on
@@ -137,13 +142,16 @@ def _fastest_inference_kernel(facts: KernelFacts) -> str:
     """The default inference kernel on a CPU, by measurement (`make bench`,
     both oneDNN settings on one AVX-512 machine, 2026-11-28): with oneDNN on,
     TensorFlow's matmul is oneDNN's and the loop is fastest or within noise of
-    BlockLSTMV2 (which is 1.5-1.9x slower on batched rows); with oneDNN off,
-    the loop's Eigen matmuls and per-op costs make BlockLSTMV2 faster (2x on
-    the streaming row), except above BLOCK_MAX_HIDDEN."""
+    BlockLSTMV2 (which is 1.4-1.5x slower on batched rows); with oneDNN off,
+    the loop's Eigen matmuls and per-op costs make BlockLSTMV2 2x faster on
+    the streaming row (N = 1), which it serves up to BLOCK_MAX_HIDDEN and
+    BLOCK_MAX_BATCH."""
     if (
         not facts.onednn
         and block_can_serve(facts)
         and facts.hidden_size <= BLOCK_MAX_HIDDEN
+        and facts.batch is not None
+        and facts.batch <= BLOCK_MAX_BATCH
     ):
         return "block"
     return "loop"
@@ -251,6 +259,7 @@ def gather_facts(
     projection: bool,
     lengths: bool,
     hidden_size: int,
+    batch: int | None,
     kernel: str,
     use_cudnn: str | bool,
 ) -> KernelFacts:
@@ -262,6 +271,7 @@ def gather_facts(
         projection=projection,
         lengths=lengths,
         hidden_size=hidden_size,
+        batch=batch,
         gpu=gpu_visible() and scope != "CPU",
         in_xla=in_xla(),
         onednn=onednn_enabled(),

@@ -23,7 +23,10 @@ model's outputs are tensors or a flat list of them (Keras's rule).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import tensorflow as tf
@@ -147,5 +150,19 @@ def export_saved_model(
     [('c_n', (2, 2, 5)), ('h_n', (2, 2, 5)), ('output', (7, 2, 5))]
     """
     module = ServingModule(layer, sequence_lengths=sequence_lengths)
-    with _policy.exporting():  # traced here: portable kernels only
+    # Traced here: portable kernels only.
+    with _policy.exporting(), _without_info_logs():
         tf.saved_model.save(module, os.fspath(path), signatures=module.signatures())
+
+
+@contextlib.contextmanager
+def _without_info_logs() -> Iterator[None]:
+    """TensorFlow's Python logger at WARNING or above while saving: its INFO
+    line ("Assets written to: ...", once per save) is not for our users."""
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -428,7 +428,7 @@ class LSTM(keras.layers.Layer):
                 h0, c0 = h0[:, None], c0[:, None]
 
         h_n, c_n = [], []
-        facts = self._kernel_facts(x.dtype, bool(training), lengths)
+        facts = self._kernel_facts(x, bool(training), lengths)
         kernel, inline = _policy.choose_kernel(facts), _policy.inline(facts)
         for layer in range(self.num_layers):
             states = slice(
@@ -458,14 +458,16 @@ class LSTM(keras.layers.Layer):
         return x, (h_n, c_n)
 
     def _kernel_facts(
-        self, dtype: tf.DType, training: bool, lengths: tf.Tensor | None
+        self, x: tf.Tensor, training: bool, lengths: tf.Tensor | None
     ) -> _policy.KernelFacts:
+        """`x`: the time-major input (L, N, H_in)."""
         return _policy.gather_facts(
             training=training,
-            dtype=dtype.name,
+            dtype=x.dtype.name,
             projection=self.proj_size > 0,
             lengths=lengths is not None,
             hidden_size=self.hidden_size,
+            batch=x.shape[1],
             kernel=self.kernel,
             use_cudnn=self.use_cudnn,
         )
