@@ -24,6 +24,7 @@ it creates its CPU delegate; `filtered_stderr(TFLITE_NOISE)` around
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -37,6 +38,7 @@ __all__ = [
     "drop_noise",
     "filtered_stderr",
     "import_tensorflow",
+    "without_info_logs",
 ]
 
 # The prefix of an absl/glog line: severity, date, time, thread, file:line.
@@ -112,6 +114,20 @@ def filtered_stderr(
             if text:
                 sys.stderr.write(text)
                 sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def without_info_logs() -> Iterator[None]:
+    """TensorFlow's Python logger at WARNING or above for the duration: its
+    INFO lines ("Assets written to: ...", once per SavedModel written, also by
+    the TFLite converter) are not for our users."""
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def import_tensorflow() -> ModuleType:

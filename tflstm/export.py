@@ -23,14 +23,12 @@ model's outputs are tensors or a flat list of them (Keras's rule).
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import tensorflow as tf
 
+from _tflstm.quiet import without_info_logs
 from tflstm import _errors, _policy
 from tflstm.lstm import LSTM
 from tflstm.lstm_cell import LSTMCell
@@ -151,18 +149,5 @@ def export_saved_model(
     """
     module = ServingModule(layer, sequence_lengths=sequence_lengths)
     # Traced here: portable kernels only.
-    with _policy.exporting(), _without_info_logs():
+    with _policy.exporting(), without_info_logs():
         tf.saved_model.save(module, os.fspath(path), signatures=module.signatures())
-
-
-@contextlib.contextmanager
-def _without_info_logs() -> Iterator[None]:
-    """TensorFlow's Python logger at WARNING or above while saving: its INFO
-    line ("Assets written to: ...", once per save) is not for our users."""
-    logger = logging.getLogger("tensorflow")
-    level = logger.level
-    logger.setLevel(max(level, logging.WARNING))
-    try:
-        yield
-    finally:
-        logger.setLevel(level)

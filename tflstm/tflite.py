@@ -97,7 +97,7 @@ import numpy as np
 import tensorflow as tf
 
 from _tflstm.extras import require
-from _tflstm.quiet import TFLITE_NOISE, filtered_stderr
+from _tflstm.quiet import TFLITE_NOISE, filtered_stderr, without_info_logs
 from tflstm import _errors, _kernels
 from tflstm import _tflite_internals as internals
 from tflstm._litert_kernel import unrolled_forward
@@ -203,7 +203,8 @@ def _convert(serve: Callable, quantize: str | None = None) -> bytes:
     converter = _converter(serve)
     if quantize == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    with filtered_stderr(TFLITE_NOISE):  # the converter's C++ log lines
+    # The converter's C++ log lines, and its Python INFO line.
+    with filtered_stderr(TFLITE_NOISE), without_info_logs():
         return converter.convert()
 
 
@@ -728,10 +729,20 @@ def run_tflite(
             loop graphs).
     """
     litert = require("ai_edge_litert.interpreter", extra="litert", purpose="run_tflite")
-    with filtered_stderr(TFLITE_NOISE):  # LiteRT's line about its CPU delegate
-        interpreter = litert.Interpreter(
-            model_content=flatbuffer, num_threads=num_threads
+    # LiteRT's line about its CPU delegate, written when it first runs.
+    with filtered_stderr(TFLITE_NOISE):
+        return _run(
+            litert.Interpreter(model_content=flatbuffer, num_threads=num_threads),
+            flatbuffer,
+            layer_config,
+            input,
+            hx,
+            sequence_lengths,
         )
+
+
+def _run(interpreter, flatbuffer, layer_config, input, hx, sequence_lengths):
+    """`run_tflite` once the interpreter exists."""
     runner = interpreter.get_signature_runner("serving_default")
     if "num_layers" not in layer_config:  # an LSTMCell: one step
         zeros = np.zeros((len(input), layer_config["hidden_size"]), "float32")
