@@ -67,7 +67,8 @@ def test_reference_script_format_with_torch_cpu(tmp_path):
     comparison reads, and tflstm matches it: the pipeline the cuDNN file uses."""
     out = tmp_path / "ref.npz"
     subprocess.run(
-        # --limit 6: projection, bidirectional and two layers among them
+        # --limit 3: a projection and both directions among them (the parity
+        # tests cover the rest against torch on CPU)
         [
             sys.executable,
             str(SCRIPT),
@@ -76,7 +77,7 @@ def test_reference_script_format_with_torch_cpu(tmp_path):
             "--out",
             str(out),
             "--limit",
-            "6",
+            "3",
         ],
         check=True,
         timeout=300,
