@@ -21,6 +21,9 @@ from tflstm.tflite import tflite_ops
 H_IN, H = 4, 6
 NOT_PORTABLE = {"CudnnRNNV3", "BlockLSTMV2"}
 LOOPS = {"While", "StatelessWhile"}
+# What a CPU kernel shows: a loop, or BlockLSTMV2 (chosen for inference with
+# oneDNN off, small static batches).
+CPU_KERNEL = LOOPS | {"BlockLSTMV2"}
 
 BASE = _policy.KernelFacts(
     training=False,
@@ -205,7 +208,15 @@ def gpu_visible(monkeypatch):
     monkeypatch.setattr(_policy, "gpu_visible", lambda: True)
 
 
-def test_gpu_visible_chooses_cudnn_and_turns_keras_auto_xla_off(gpu_visible):
+@pytest.fixture(params=[True, False], ids=["onednn", "no_onednn"])
+def either_onednn(request, monkeypatch):
+    """Both oneDNN states on any machine (the CPU kernel chosen depends on it)."""
+    monkeypatch.setattr(_policy, "onednn_enabled", lambda: request.param)
+
+
+def test_gpu_visible_chooses_cudnn_and_turns_keras_auto_xla_off(
+    gpu_visible, either_onednn
+):
     from keras.src.trainers.trainer import model_supports_jit
 
     layer = tflstm.LSTM(H_IN, H, num_layers=2, bidirectional=True)
@@ -224,11 +235,12 @@ def test_gpu_visible_chooses_cudnn_and_turns_keras_auto_xla_off(gpu_visible):
     ):
         assert other.supports_jit
         for training in (True, False):
-            assert not _layer_ops(other, training) & NOT_PORTABLE
+            ops = _layer_ops(other, training)
+            assert "CudnnRNNV3" not in ops and ops & CPU_KERNEL
         assert not _layer_ops(other, False, jit_compile=True) & NOT_PORTABLE
 
 
-def test_gpu_visible_device_scope_cpu_runs_a_cpu_kernel(gpu_visible):
+def test_gpu_visible_device_scope_cpu_runs_a_cpu_kernel(gpu_visible, either_onednn):
     layer = tflstm.LSTM(H_IN, H)
 
     @tf.function
@@ -237,7 +249,7 @@ def test_gpu_visible_device_scope_cpu_runs_a_cpu_kernel(gpu_visible):
             return layer(x, training=False)
 
     ops = _graph_ops(on_cpu, tf.TensorSpec([5, 2, H_IN]))
-    assert "CudnnRNNV3" not in ops and ops & LOOPS
+    assert "CudnnRNNV3" not in ops and ops & CPU_KERNEL
     x = np.random.default_rng(0).standard_normal((5, 2, H_IN)).astype("float32")
     with tf.device("/CPU:0"):  # eager too; it runs, since it is not cuDNN
         eager_output, _ = layer(x)
