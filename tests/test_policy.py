@@ -22,7 +22,7 @@ H_IN, H = 4, 6
 NOT_PORTABLE = {"CudnnRNNV3", "BlockLSTMV2"}
 LOOPS = {"While", "StatelessWhile"}
 # What a CPU kernel shows: a loop, or BlockLSTMV2 (chosen for inference with
-# oneDNN off, small static batches).
+# small static batches).
 CPU_KERNEL = LOOPS | {"BlockLSTMV2"}
 
 BASE = _policy.KernelFacts(
@@ -40,15 +40,22 @@ BASE = _policy.KernelFacts(
 
 # (changes to BASE, expected kernel)
 TABLE = [
-    ({}, "loop"),
+    ({}, "block"),  # a static batch of 1
     ({"onednn": False}, "block"),
+    ({"batch": 32}, "loop"),
+    ({"hidden_size": 512}, "loop"),
     ({"onednn": False, "hidden_size": 512}, "loop"),
     ({"onednn": False, "batch": 8}, "block"),
+    ({"batch": 8}, "block"),
     ({"onednn": False, "batch": 9}, "loop"),
+    ({"batch": 9}, "loop"),
     ({"onednn": False, "batch": None}, "loop"),
+    ({"batch": None}, "loop"),
     ({"onednn": False, "projection": True}, "loop"),
+    ({"lengths": True}, "loop"),
     ({"onednn": False, "lengths": True}, "loop"),
     ({"onednn": False, "dtype": "float64"}, "loop"),
+    ({"dtype": "float16"}, "block"),
     ({"onednn": False, "training": True}, "bptt"),
     ({"onednn": False, "in_xla": True}, "loop"),
     ({"onednn": False, "exporting": "saved_model"}, "portable"),
@@ -185,7 +192,7 @@ def test_cpu_kernels_in_graphs(onednn, monkeypatch):
     assert default.supports_jit
     assert not _layer_ops(default, training=True) & NOT_PORTABLE
     inference = _layer_ops(default, training=False)  # a batch of 2
-    assert ("BlockLSTMV2" in inference) == (not onednn)
+    assert "BlockLSTMV2" in inference  # a static batch of 2, either setting
     batch_of_9 = _graph_ops(
         tf.function(lambda x: default(x, training=False)),
         tf.TensorSpec([5, 9, H_IN]),

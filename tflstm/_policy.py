@@ -139,15 +139,28 @@ def inline(facts: KernelFacts) -> bool:
 
 
 def _fastest_inference_kernel(facts: KernelFacts) -> str:
-    """The default inference kernel on a CPU, by measurement (`make bench`,
-    both oneDNN settings on one AVX-512 machine, 2026-11-28): with oneDNN on,
-    TensorFlow's matmul is oneDNN's and the loop is fastest or within noise of
-    BlockLSTMV2 (which is 1.4-1.5x slower on batched rows); with oneDNN off,
-    the loop's Eigen matmuls and per-op costs make BlockLSTMV2 2x faster on
-    the streaming row (N = 1), which it serves up to BLOCK_MAX_HIDDEN and
-    BLOCK_MAX_BATCH."""
+    """The default inference kernel on a CPU, by measurement (one AVX-512
+    machine, both oneDNN settings, 2026-11-28; forward of one layer, median
+    ms, BlockLSTMV2 / loop):
+
+    | L, H_in, H | N = 1 | 4 | 8 | 16 | 32 (`make bench`) |
+    |---|---|---|---|---|---|
+    | oneDNN on: 50, 40, 256 | 0.78 | 0.87 | 0.84 | 0.81 | |
+    | oneDNN on: 100, 64, 128 | 0.73 | 0.75 | 0.94 | 0.83 | 1.45 |
+    | oneDNN off: 50, 40, 256 | 0.43 | 0.79 | 0.88 | 1.13 | |
+    | oneDNN off: 100, 64, 128 | 0.24 | 0.79 | 1.02 | 1.05 | 1.15 |
+
+    BlockLSTMV2 computes [x, h] @ w at every step with Eigen's matmul; the
+    loop projects the input a block of steps at a time, with oneDNN's matmul
+    where it is on. So BlockLSTMV2 wins for small batches (with oneDNN on it
+    still does at N = 16, but it keeps seven (L, N, H) sequences, so it is
+    used up to BLOCK_MAX_BATCH only) and hidden sizes up to
+    BLOCK_MAX_HIDDEN, and the loop for the rest. Within those sizes
+    TensorFlow's oneDNN setting does not change the choice (`facts.onednn`
+    is recorded, and the policy table tests both states). On a GPU without
+    cuDNN (`use_cudnn=False`, a projection), the loop."""
     if (
-        not facts.onednn
+        not facts.gpu  # measured on CPUs only
         and block_can_serve(facts)
         and facts.hidden_size <= BLOCK_MAX_HIDDEN
         and facts.batch is not None
