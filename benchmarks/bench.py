@@ -188,6 +188,7 @@ def run_config(name: str, config) -> dict:
                 strict=True,
             )
         ),
+        "default_kernel": default_inference_kernel(config),
         "max_abs_error_vs_torch": errors,
         "forward_ms": _interleaved_ms(forward),
     }
@@ -266,20 +267,22 @@ def environment() -> dict:
         "onednn": _policy.onednn_enabled(),
         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
         "vector_extensions": [f for f in wanted if f in flags],
-        "kernel_chosen": _default_inference_kernel(),
     }
 
 
-def _default_inference_kernel() -> str:
+def default_inference_kernel(config) -> str:
+    """The kernel that `kernel="auto"` runs for a configuration's forward
+    pass here (its static batch, hidden size, projection; this oneDNN state)."""
     from tflstm import _policy
 
+    _, batch, _, hidden, _, _, proj = config
     facts = _policy.gather_facts(
         training=False,
         dtype="float32",
-        projection=False,
+        projection=bool(proj),
         lengths=False,
-        hidden_size=128,
-        batch=32,
+        hidden_size=hidden,
+        batch=batch,
         kernel="auto",
         use_cudnn="auto",
     )
@@ -323,9 +326,12 @@ def _table(run: dict) -> str:
         def ratio(a, d, k):
             return f"{a / d[k]:.2f}" if k in d else "-"
 
+        chosen = f" ({r['default_kernel']})" if "default_kernel" in r else ""
         rows.append(
             f"| {shape} ({name}) | {ms(f, 'torch')} | {ms(f, 'keras')} | "
-            + " | ".join(ms(f, k) for k in IMPLS)
+            + " | ".join(
+                ms(f, k) + (chosen if k == "tflstm_default" else "") for k in IMPLS
+            )
             + f" | {ms(f, 'tflite')} | {ratio(default, f, 'keras')} | "
             f"{ratio(default, f, 'torch')} | {default / fastest:.2f} | "
             f"{ms(t, 'torch')} | {ms(t, 'keras')} | {ms(t, 'tflstm')} | "
@@ -343,8 +349,8 @@ def _table(run: dict) -> str:
     env = run["environment"]
     return (
         f"oneDNN {'on' if env['onednn'] else 'off'} "
-        f"(TF_ENABLE_ONEDNN_OPTS={env['TF_ENABLE_ONEDNN_OPTS']}; default "
-        f"inference kernel here: {env['kernel_chosen']}):\n\n"
+        f"(TF_ENABLE_ONEDNN_OPTS={env['TF_ENABLE_ONEDNN_OPTS']}; the default's "
+        "kernel in brackets):\n\n"
         + head
         + "\n".join(rows)
         + f"\n\nCompute-bound row, GFLOP/s: {achieved}; matmul peak {peak:.0f}. "
