@@ -192,8 +192,8 @@ def test_float64_layer_keeps_float64():
     ],
 )
 def test_low_precision_policies_run(policy, compute, variable, atol):
-    """Pure float16/bfloat16 compute in that dtype (activations one precision
-    up); mixed policies keep the state in float32 and round the outputs only."""
+    """Pure float16/bfloat16 compute in that dtype; mixed policies keep the
+    state in float32 and round the outputs only."""
     reference = tflstm.LSTM(H_IN, H, num_layers=2, bidirectional=True, seed=1)
     layer = tflstm.LSTM(H_IN, H, num_layers=2, bidirectional=True, seed=1, dtype=policy)
     layer.set_weights(reference.get_weights())

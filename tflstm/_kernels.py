@@ -16,9 +16,9 @@ Every kernel has the same signature:
 
 The kernels (forward; gradient):
 
-- `loop`: a while loop, UNROLL steps per iteration, TensorFlow's float32
-  activations, holding only the outputs; `bptt`'s gradient, recomputed.
-- `bptt`: a while loop, activations one precision up, saving the gates;
+- `loop`: a while loop, UNROLL steps per iteration, holding only the
+  outputs; `bptt`'s gradient, recomputed.
+- `bptt`: a while loop saving the gates;
   backpropagation through time written by hand, the weight gradients as
   blocked matmuls over all L*N steps (torch's float32 accuracy).
 - `block`: TensorFlow's fused `BlockLSTMV2` op (no projection, no lengths);
@@ -53,7 +53,6 @@ from tflstm._ops import (
     step,
     transposed,
     unstack_steps,
-    widened,
     window,
 )
 
@@ -103,7 +102,7 @@ def _bptt_forward(x_gates, h0, c0, weight_hh, weight_hr, valid):
         masks = [None] * k if valid is None else unstack_steps(valid, t0, k)
         outputs, cells, acts, ms = [], [], [], []
         for j in range(k):
-            h_new, c_new, gates, m = step(z[j], h, c, weight_hh_t, weight_hr_t, widened)
+            h_new, c_new, gates, m = step(z[j], h, c, weight_hh_t, weight_hr_t)
             h = keep_state(masks[j], h_new, h)
             c = keep_state(masks[j], c_new, c)
             outputs.append(keep_state(masks[j], h_new, zeros))
@@ -130,7 +129,7 @@ def _bptt_backward(
     # recurrence itself.
     i, f, g, o = tf.split(acts, 4, axis=-1)
     c_prev = tf.concat([c0[None], cs[:-1]], 0)
-    tanh_c = widened(tf.tanh, cs)
+    tanh_c = tf.tanh(cs)
     # dz = [dc, dc, dc, dm] * gate_factors; dc += dm * o * (1 - tanh(c)^2)
     gate_factors = tf.concat(
         [g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g), tanh_c * o * (1 - o)],

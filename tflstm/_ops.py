@@ -21,24 +21,15 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-# TensorFlow's float32 sigmoid and tanh are Eigen's fast approximations: up to
-# 6 ulp off (mean 0.8 ulp) where torch's are within 2 ulp (mean 0.4). Over
-# 1,000 steps that makes the float32 error of the training path's gradients
-# 2-4 times torch's. Evaluating them one precision up and rounding once brings
-# them within 0.5 ulp. The training kernel does this; inference kernels use
-# TensorFlow's own (faster, and TFLite builtins).
-_WIDER = {tf.float32: tf.float64, tf.float16: tf.float32, tf.bfloat16: tf.float32}
-
-
-def widened(fn: Callable, x: tf.Tensor) -> tf.Tensor:
-    """`fn(x)` evaluated one precision up and rounded once."""
-    wide = _WIDER.get(x.dtype)
-    return fn(x) if wide is None else tf.cast(fn(tf.cast(x, wide)), x.dtype)
-
-
-def plain(fn: Callable, x: tf.Tensor) -> tf.Tensor:
-    """`fn(x)` in the tensor's own precision."""
-    return fn(x)
+# Every path uses TensorFlow's own sigmoid and tanh in the compute dtype.
+# TensorFlow's float32 ones are Eigen's fast approximations (up to 6 ulp off,
+# mean 0.8, where torch's are within 2 ulp, mean 0.4). Until 2026-11-28 the
+# training path evaluated them in float64 and rounded once; with the weight
+# gradients contracted in blocks (`tflstm._kernels.CONTRACT_BLOCK`) that no
+# longer buys accuracy that the float32 criterion of tests/test_long.py can
+# see (the largest share of its bound: 0.73 with TensorFlow's activations,
+# 0.74 with float64 ones, over 12 seeds and both oneDNN settings), and it
+# cost 10-25% of a training step (README, Speed).
 
 
 class LSTMWeights(NamedTuple):
@@ -96,15 +87,10 @@ def stack_weights(
     )
 
 
-def gates(z: tf.Tensor, act: Callable = plain) -> tuple[tf.Tensor, ...]:
+def gates(z: tf.Tensor) -> tuple[tf.Tensor, ...]:
     """The activated gates (i, f, g, o) from their pre-activations (..., 4*H)."""
     i, f, g, o = tf.split(z, 4, axis=-1)
-    if act is plain:  # fewest ops per step (no concat and split around them)
-        return tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
-    # One precision up: one cast each way for the three sigmoid gates.
-    ifo = act(tf.sigmoid, tf.concat([i, f, o], -1))
-    i, f, o = tf.split(ifo, 3, axis=-1)
-    return i, f, act(tf.tanh, g), o
+    return tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
 
 
 def step(
@@ -113,7 +99,6 @@ def step(
     c: tf.Tensor,
     weight_hh_t: tf.Tensor,
     weight_hr_t: tf.Tensor | None,
-    act: Callable = plain,
 ) -> tuple[tf.Tensor, tf.Tensor, tuple[tf.Tensor, ...], tf.Tensor]:
     """One LSTM step from the input part of the gates.
 
@@ -122,15 +107,14 @@ def step(
         h: the previous hidden state (N, H_out); c: the cell state (N, H).
         weight_hh_t: `weight_hh` transposed, (H_out, 4*H).
         weight_hr_t: `weight_hr` transposed, (H, H_out), or None.
-        act: `plain` or `widened` activations.
 
     Returns:
         `(h, c, (i, f, g, o), m)`: the next states, the activated gates and
         `m = o * tanh(c)` (which the projection maps to `h`).
     """
-    i, f, g, o = gates(x_gates + tf.matmul(h, weight_hh_t), act)
+    i, f, g, o = gates(x_gates + tf.matmul(h, weight_hh_t))
     c = f * c + i * g
-    h = m = o * act(tf.tanh, c)
+    h = m = o * tf.tanh(c)
     if weight_hr_t is not None:
         h = tf.matmul(m, weight_hr_t)
     return h, c, (i, f, g, o), m
@@ -230,12 +214,12 @@ def inference_steps(
     weight_hr_t: tf.Tensor | None,
     zeros: tf.Tensor,
 ) -> tuple[tf.Tensor, tf.Tensor, list]:
-    """Consecutive steps of inference (TensorFlow's own activations) from
+    """Consecutive steps of inference from
     their input gates `z` and masks (None entries: no lengths); returns the
     states after them and each step's output (0 past a sequence's length)."""
     outputs = []
     for z_t, valid in zip(z, masks, strict=True):
-        h_new, c_new, _, _ = step(z_t, h, c, weight_hh_t, weight_hr_t, plain)
+        h_new, c_new, _, _ = step(z_t, h, c, weight_hh_t, weight_hr_t)
         h, c = keep_state(valid, h_new, h), keep_state(valid, c_new, c)
         outputs.append(keep_state(valid, h_new, zeros))
     return h, c, outputs

@@ -14,11 +14,11 @@ The user's options, as in Keras:
   CPU/GPU kernel (see `tflstm._kernels` for what each is).
 
 What `training` changes: dropout between layers, and which gradient is
-used. `training=True` runs `bptt` (activations one precision up, the
-hand-written gradient whose float32 error stays within torch's own on long
-sequences), or cuDNN on a GPU; `training=False` runs an inference kernel
-(TensorFlow's float32 activations, nothing stored for a gradient; gradients
-through it are still correct, by autodiff or recomputation).
+used. `training=True` runs `bptt` (it saves the gates; the hand-written
+gradient, weight gradients contracted in blocks, keeps the float32 error at
+torch's level on long sequences), or cuDNN on a GPU; `training=False` runs an
+inference kernel (nothing stored for a gradient; gradients through it are
+still correct, by autodiff or recomputation).
 """
 
 from __future__ import annotations

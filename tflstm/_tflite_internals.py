@@ -54,7 +54,7 @@ import numpy as np
 import tensorflow as tf
 
 from _tflstm.quiet import TFLITE_NOISE, filtered_stderr
-from tflstm._ops import plain, step
+from tflstm._ops import step
 
 # -- 1. the composite convention -------------------------------------------------
 
@@ -149,7 +149,7 @@ def fused_lstm() -> Callable:
         def one_step(carry, x_t):
             h, c = carry
             x_gates = tf.matmul(x_t, kernel) + bias
-            m, c, _, _ = step(x_gates, h, c, recurrent_kernel, None, plain)
+            m, c, _, _ = step(x_gates, h, c, recurrent_kernel, None)
             return m[:, : init_h.shape[-1]], c
 
         hs, cs = tf.scan(one_step, inputs, initializer=(init_h, init_c))

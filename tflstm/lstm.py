@@ -109,10 +109,9 @@ class LSTM(keras.layers.Layer):
         input: The input sequence, shaped as above.
         hx: `None` (zeros) or a tuple `(h_0, c_0)` of the initial states.
         training: Whether dropout is applied (Keras sets it in `fit`). It
-            also chooses the gradient: training runs the sigmoid and tanh one
-            precision up and a hand-written gradient whose float32 error stays
-            within torch's own on long sequences (or cuDNN's on a GPU);
-            inference runs TensorFlow's float32 activations and stores
+            also chooses the gradient: training saves the gates for a
+            hand-written gradient whose float32 error stays at torch's level
+            on long sequences (or runs cuDNN on a GPU); inference stores
             nothing for a gradient (gradients through it are still correct,
             and within 1e-5 of torch on the test grid).
         sequence_lengths: `None`, or the length of each sequence of a

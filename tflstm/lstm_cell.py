@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tflstm import _errors
 from tflstm._init import create_weights
-from tflstm._ops import LSTMWeights, stack_weights, step, widened
+from tflstm._ops import LSTMWeights, stack_weights, step
 from tflstm._params import lstm_cell_param_shapes
 
 
@@ -125,7 +125,7 @@ class LSTMCell(keras.layers.Layer):
         if weights.bias is not None:
             x_gates += weights.bias
         weight_hh_t = tf.transpose(weights.weight_hh)
-        h, c, _, _ = step(x_gates, h, c, weight_hh_t, None, widened)
+        h, c, _, _ = step(x_gates, h, c, weight_hh_t, None)
         h, c = tf.cast(h, self.compute_dtype), tf.cast(c, self.compute_dtype)
         if not batched:
             h, c = h[0], c[0]

@@ -104,7 +104,6 @@ from tflstm._litert_kernel import unrolled_forward
 from tflstm._ops import (
     LSTMWeights,
     directions,
-    plain,
     project,
     reverse_time,
     step,
@@ -380,7 +379,7 @@ def _cell_state_maxima(layer: LSTM, inputs: list[np.ndarray]) -> dict[str, float
 
         def one_step(carry, z):
             h, c, largest = carry
-            h, c, _, _ = step(z, h, c, weight_hh_t, weight_hr_t, plain)
+            h, c, _, _ = step(z, h, c, weight_hh_t, weight_hr_t)
             return h, c, tf.maximum(largest, tf.abs(c))
 
         hs, _, largest = tf.scan(one_step, x_gates, initializer=(h0, c0, c0))
@@ -464,7 +463,7 @@ def _export_cell(cell: LSTMCell, batch_size: int, quantize: str | None) -> bytes
     @tf.function(input_signature=specs, autograph=False)
     def serve(input, h_0, c_0):
         x_gates = tf.matmul(input, tf.constant(weight_ih), transpose_b=True) + bias
-        h, c, _, _ = step(x_gates, h_0, c_0, tf.constant(weight_hh.T), None, plain)
+        h, c, _, _ = step(x_gates, h_0, c_0, tf.constant(weight_hh.T), None)
         return {"h_1": h, "c_1": c}
 
     return _convert(serve, quantize)
