@@ -15,8 +15,8 @@ weights, lengths) -> (output, h_n, c_n)`) and run `tflstm._ops.step` and
   with builtin ops only. Its time grows with the square of L: TFLite's
   WHILE copies every loop-carried and captured tensor (the buffer, the
   input) at each iteration; `CHUNK` steps per iteration divide that cost
-  by `CHUNK` (benchmarks/tflite_latency.py, `keras_litert` rows: 1.5-2.3 ms
-  at L=100, 12-14 ms at L=1,000 for N=1, H_in=40, H=64; the fused op of
+  by `CHUNK` (benchmarks/tflite_latency.py, `keras_litert` rows: 0.8-2.3 ms
+  at L=100, 6.7-14 ms at L=1,000 for N=1, H_in=40, H=64; the fused op of
   `tflstm.tflite.export_tflite` takes 0.4 and 3.2 ms and is linear).
 - `unrolled_forward`: `tflstm.tflite.export_tflite`'s graph for a fixed
   length and batch: one FULLY_CONNECTED for the input projection of all
