@@ -36,13 +36,7 @@ def lstm_param_shapes(
     for layer in range(num_layers):
         layer_input = input_size if layer == 0 else out_size * num_directions
         for direction in range(num_directions):
-            kinds = {
-                "weight_ih": (4 * hidden_size, layer_input),
-                "weight_hh": (4 * hidden_size, out_size),
-            }
-            if bias:
-                kinds["bias_ih"] = (4 * hidden_size,)
-                kinds["bias_hh"] = (4 * hidden_size,)
+            kinds = _gate_shapes(layer_input, hidden_size, out_size, bias)
             if proj_size:
                 kinds["weight_hr"] = (proj_size, hidden_size)
             for kind, shape in kinds.items():
@@ -54,9 +48,17 @@ def lstm_cell_param_shapes(
     input_size: int, hidden_size: int, bias: bool = True
 ) -> dict[str, tuple[int, ...]]:
     """The state_dict keys of `torch.nn.LSTMCell` with their shapes."""
+    return _gate_shapes(input_size, hidden_size, hidden_size, bias)
+
+
+def _gate_shapes(
+    input_size: int, hidden_size: int, out_size: int, bias: bool
+) -> dict[str, tuple[int, ...]]:
+    """The gate weights (and biases) of one layer and direction, or of a cell,
+    by kind, in torch's order."""
     shapes = {
         "weight_ih": (4 * hidden_size, input_size),
-        "weight_hh": (4 * hidden_size, hidden_size),
+        "weight_hh": (4 * hidden_size, out_size),
     }
     if bias:
         shapes["bias_ih"] = (4 * hidden_size,)

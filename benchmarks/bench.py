@@ -381,28 +381,28 @@ def _plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(len(runs), 2, figsize=(13, 4 * len(runs)), squeeze=False)
     for row, (setting, run) in zip(axes, runs.items(), strict=True):
         names = list(run["configs"])
-        impls = ["torch", "keras", *IMPLS, "tflite"]
-        width = 0.8 / len(impls)
-        for j, impl in enumerate(impls):
-            ratios = [
-                run["configs"][n]["forward_ms"].get(impl, float("nan"))
-                / run["configs"][n]["forward_ms"]["torch"]
-                for n in names
-            ]
-            row[0].bar(
-                [i + j * width for i in range(len(names))], ratios, width, label=impl
-            )
-        train_impls = ["torch", "keras", "tflstm", "keras_xla", "tflstm_xla"]
-        width = 0.8 / len(train_impls)
-        for j, impl in enumerate(train_impls):
-            ratios = [
-                run["configs"][n]["train_ms"].get(impl, float("nan"))
-                / run["configs"][n]["train_ms"]["torch"]
-                for n in names
-            ]
-            row[1].bar(
-                [i + j * width for i in range(len(names))], ratios, width, label=impl
-            )
+        panels = [
+            (row[0], "forward_ms", ["torch", "keras", *IMPLS, "tflite"]),
+            (
+                row[1],
+                "train_ms",
+                ["torch", "keras", "tflstm", "keras_xla", "tflstm_xla"],
+            ),
+        ]
+        for ax, timing, impls in panels:
+            width = 0.8 / len(impls)
+            for j, impl in enumerate(impls):
+                ratios = [
+                    run["configs"][n][timing].get(impl, float("nan"))
+                    / run["configs"][n][timing]["torch"]
+                    for n in names
+                ]
+                ax.bar(
+                    [i + j * width for i in range(len(names))],
+                    ratios,
+                    width,
+                    label=impl,
+                )
         for ax, title in zip(row, ("forward", "training step"), strict=True):
             ax.set_xticks([i + 0.3 for i in range(len(names))], names)
             ax.axhline(1.0, color="k", lw=0.5)

@@ -746,20 +746,19 @@ class _Sharded(Checkpoint):
         if self.single:
             return self.single.infos(keys)
         keys = list(self.weight_map if keys is None else keys)
-        infos = {}
-        for shard, shard_keys in self._by_shard(keys).items():
-            reader = self._shard(shard)
-            self._check(shard, shard_keys, reader.keys())
-            infos.update(reader.infos(shard_keys))
-        return {k: infos[k] for k in keys}
+        return self._from_shards(keys, lambda reader, some: reader.infos(some))
 
     def read(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
         if self.single:
             return self.single.read(keys)
-        keys = list(keys)
+        return self._from_shards(list(keys), lambda reader, some: reader.read(some))
+
+    def _from_shards(self, keys: list[str], get: Callable) -> dict:
+        """`get(reader, shard_keys)` of each shard that holds some of `keys`
+        (only those shards are opened), merged in the order of `keys`."""
         out = {}
         for shard, shard_keys in self._by_shard(keys).items():
             reader = self._shard(shard)
             self._check(shard, shard_keys, reader.keys())
-            out.update(reader.read(shard_keys))
+            out.update(get(reader, shard_keys))
         return {k: out[k] for k in keys}

@@ -54,6 +54,15 @@ def copy_torch_weights(module: torch.nn.Module, layer) -> None:
         ours[name].assign(param.detach().cpu().numpy().astype(ours[name].dtype))
 
 
+def weight_errors(module: torch.nn.Module, layer) -> dict[str, float]:
+    """Max abs difference of every torch parameter and the tflstm weight of
+    the same name (after training both, say)."""
+    return {
+        name: float(np.abs(getattr(layer, name).numpy() - p.detach().numpy()).max())
+        for name, p in module.named_parameters()
+    }
+
+
 def _cotangents(shapes: Sequence[tuple[int, ...]], dtype: str, seed: int):
     rng = np.random.default_rng(seed)
     return [rng.standard_normal(s).astype(dtype) for s in shapes]

@@ -405,26 +405,27 @@ def test_lstm_cell_tflite_matches_torch(bias):
         "SPLIT",
         "CONCATENATION",
     }
-    rng = np.random.default_rng(0)
-    x, h, c = (rng.standard_normal((3, n)).astype("float32") for n in (H_IN, H, H))
-    got = run_tflite(flatbuffer, {"hidden_size": H}, x, (h, c))
-    with torch.no_grad():
-        want = module(torch.from_numpy(x), (torch.from_numpy(h), torch.from_numpy(c)))
-    for a, b in zip(got, want, strict=True):
-        np.testing.assert_allclose(a, b.numpy(), atol=ATOL["float32"], rtol=0)
+    for got, want in _cell_in_litert_and_torch(module, flatbuffer, batch=3):
+        np.testing.assert_allclose(got, want, atol=ATOL["float32"], rtol=0)
 
 
 def test_lstm_cell_dynamic_range():
     torch.manual_seed(0)
     module = torch.nn.LSTMCell(Q_IN, Q_H)
     flatbuffer = export_tflite(converters.from_torch(module), quantize="dynamic")
+    for got, want in _cell_in_litert_and_torch(module, flatbuffer, batch=1):
+        assert 1e-5 < _relative(got, want) <= QUANTIZED_RTOL["dynamic"]
+
+
+def _cell_in_litert_and_torch(module, flatbuffer, batch):
+    """(LiteRT's, torch's) h_1 and c_1 of an exported nn.LSTMCell, random inputs."""
     rng = np.random.default_rng(0)
-    x, h, c = (rng.standard_normal((1, n)).astype("float32") for n in (Q_IN, Q_H, Q_H))
-    got = run_tflite(flatbuffer, {"hidden_size": Q_H}, x, (h, c))
+    sizes = (module.input_size, module.hidden_size, module.hidden_size)
+    x, h, c = (rng.standard_normal((batch, n)).astype("float32") for n in sizes)
+    got = run_tflite(flatbuffer, {"hidden_size": module.hidden_size}, x, (h, c))
     with torch.no_grad():
         want = module(torch.from_numpy(x), (torch.from_numpy(h), torch.from_numpy(c)))
-    for a, b in zip(got, want, strict=True):
-        assert 1e-5 < _relative(a, b.numpy()) <= QUANTIZED_RTOL["dynamic"]
+    return [(a, b.numpy()) for a, b in zip(got, want, strict=True)]
 
 
 # -- quantization ------------------------------------------------------------------

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 import torch
-from oracle import ATOL, copy_torch_weights
+from oracle import ATOL, copy_torch_weights, weight_errors
 
 import converters
 import tflstm
@@ -83,10 +83,7 @@ def test_predict_evaluate_fit_with_small_batches_match_torch(batch_first):
         loss.backward()
         opt.step()
     model.fit(x, targets, batch_size=BATCH_SIZE, epochs=1, shuffle=False, verbose=0)
-    errors = {
-        name: float(np.abs(getattr(layer, name).numpy() - p.detach().numpy()).max())
-        for name, p in module.named_parameters()
-    }
+    errors = weight_errors(module, layer)
     assert max(errors.values()) <= ATOL["float32"], errors
 
 

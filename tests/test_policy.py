@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import torch
-from oracle import ATOL, copy_torch_weights
+from oracle import ATOL, copy_torch_weights, weight_errors
 from tensorflow.core.protobuf import saved_model_pb2
 
 import tflstm
@@ -359,10 +359,7 @@ def test_jit_compiled_model_fit_predict_evaluate_match_torch():
         torch.nn.functional.mse_loss(module(xt)[0], yt).backward()
         opt.step()
     model.fit(x, y, batch_size=batch, epochs=3, shuffle=False, verbose=0)
-    errors = {
-        name: float(np.abs(getattr(layer, name).numpy() - p.detach().numpy()).max())
-        for name, p in module.named_parameters()
-    }
+    errors = weight_errors(module, layer)
     assert max(errors.values()) <= ATOL["float32"], errors
 
 

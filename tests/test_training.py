@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from grids import pairwise
-from oracle import TORCH_DTYPES, copy_torch_weights
+from oracle import TORCH_DTYPES, copy_torch_weights, weight_errors
 
 import tflstm
 
@@ -121,10 +121,7 @@ def test_fit_matches_torch_optimiser_steps(config, optimizer, dtype):
     assert len(batch_losses) == STEPS
     assert batch_losses[-1] < batch_losses[0]
 
-    errors = {
-        name: float(np.abs(getattr(layer, name).numpy() - p.detach().numpy()).max())
-        for name, p in module.named_parameters()
-    }
+    errors = weight_errors(module, layer)
     moved = max(
         float(np.abs(getattr(layer, n).numpy() - p0).max())
         for n, p0 in _initial(config, dtype).items()
