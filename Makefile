@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test lint format setup clean bench bench-tflite notebook
+.PHONY: demo test lint format setup clean bench bench-floors bench-tflite notebook
 
 demo: $(DEMO_STAMP)  ## port the bundled PyTorch model and print the parity report
 	$(PY) examples/port_checkpoint.py
@@ -26,6 +26,9 @@ notebook: $(STAMP)  ## re-run the walkthrough notebook, writing its outputs in p
 bench: $(STAMP)  ## speed and memory vs torch and Keras (~10 min): benchmarks/results.*
 	$(PY) benchmarks/bench.py
 	$(PY) benchmarks/tflite_scaling.py benchmarks/tflite_scaling.json
+
+bench-floors: $(STAMP)  ## the fastest TensorFlow gets at all, vs the speed targets: benchmarks/floors.*
+	$(PY) benchmarks/floors.py
 
 # litert-torch, when a Python with it is given (LITERT_TORCH_PYTHON=path/to/python;
 # otherwise its recipe, written here, stands in).

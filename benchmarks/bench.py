@@ -289,9 +289,11 @@ def default_inference_kernel(config) -> str:
     return _policy.choose_kernel(facts)
 
 
-def _child(args: list[str], onednn: str) -> dict:
+def _child(args: list[str], onednn: str, script: str = __file__) -> dict:
+    """The JSON that `script` prints last, run with `args` and this oneDNN
+    setting in a process of its own."""
     out = subprocess.run(
-        [sys.executable, __file__, *args],
+        [sys.executable, script, *args],
         check=True,
         capture_output=True,
         text=True,
