@@ -41,6 +41,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from tflstm import _policy
 from tflstm._litert_kernel import buffer_loop_forward
 from tflstm._ops import (
     LSTMWeights,
@@ -180,20 +181,37 @@ def _contract(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
 
     One float32 matmul over all K = L*N rows accumulates its terms one after
     the other (error growing like K: 2x torch's on L = 1,000). Blocks of
-    CONTRACT_BLOCK rows, one batched matmul for all blocks, then a sum over
-    the blocks, keep the error at torch's level (measured: 0.7-1.0x torch's
-    own error for K from 2,000 to 12,800) and run 1.2-2x faster than the
-    sqrt(K) blocks used before (benchmarks/float32_errors.py for the whole
-    layer).
+    CONTRACT_BLOCK rows, one matmul each, then a sum over the blocks, keep the
+    error at torch's level (benchmarks/float32_errors.py for the whole layer;
+    blocks of 512 or 1,024 rows took up to 0.96 of the float32 bound, 128
+    rows 0.73). How the blocks are summed depends on who runs them:
+
+    - TensorFlow's executor: a while loop adds each block's product to the
+      total, one after the other. It never holds more than one (A, B)
+      product, and it took half the time of one batched matmul over all
+      blocks on the compute-bound row with oneDNN off (197 against 408 ms
+      for A, B, K = 2,048, 512, 12,800; 171 against 210 with oneDNN on).
+    - XLA: one batched matmul over all blocks, then their sum (XLA ran the
+      while loop 1.1-2.4x slower).
     """
     a = tf.reshape(a, [-1, tf.shape(a)[-1]])
     b = tf.reshape(b, [-1, tf.shape(b)[-1]])
-    pad = [[0, -tf.shape(a)[0] % CONTRACT_BLOCK], [0, 0]]
+    rows = tf.shape(a)[0]
+    pad = [[0, -rows % CONTRACT_BLOCK], [0, 0]]
+    a, b = tf.pad(a, pad), tf.pad(b, pad)
+    if _policy.in_xla():
+        a, b = (tf.reshape(t, [-1, CONTRACT_BLOCK, tf.shape(t)[-1]]) for t in (a, b))
+        return tf.reduce_sum(tf.matmul(a, b, transpose_a=True), axis=0)
 
-    def blocks(t):
-        return tf.reshape(tf.pad(t, pad), [-1, CONTRACT_BLOCK, tf.shape(t)[-1]])
+    def body(start, total):
+        block_a = tf.slice(a, tf.stack([start, 0]), [CONTRACT_BLOCK, -1])
+        block_b = tf.slice(b, tf.stack([start, 0]), [CONTRACT_BLOCK, -1])
+        product = tf.matmul(block_a, block_b, transpose_a=True)
+        return start + CONTRACT_BLOCK, total + product
 
-    return tf.reduce_sum(tf.matmul(blocks(a), blocks(b), transpose_a=True), axis=0)
+    total = tf.zeros([tf.shape(a)[1], tf.shape(b)[1]], a.dtype)
+    _, total = tf.while_loop(lambda start, _: start < rows, body, (0, total))
+    return total
 
 
 # With XLA: each loop compiled (once per input shape). Dense tensors in and
