@@ -18,7 +18,9 @@ at the tensor's largest magnitude):
   ulps): 99th percentile 0.64-0.66, max 0.73 (grad_input of large_layer,
   seed 8, oneDNN on: 5.2e-7 where torch's is 1.6e-7). Until 2026-11-28 the
   training path computed sigmoid and tanh in float64: median 0.85, max 2.9,
-  of the bound max 0.74, for 10-25% more time per training step.
+  of the bound max 0.74, for 10-25% more time per training step. Re-measured
+  after the weight gradients' blocks became a while loop (their products
+  added one after the other instead of one batched matmul): the same figures.
 - inference path, outputs (144; BlockLSTMV2 serves long_sequence, the loop
   large_layer; re-measured with oneDNN on after BlockLSTMV2 became its default
   for small batches too: the same figures): median 1.3-1.4, 90th percentile
