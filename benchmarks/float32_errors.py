@@ -2,6 +2,7 @@
 
     python benchmarks/float32_errors.py [--seeds 12]            # oneDNN as it comes
     TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/float32_errors.py  # and flipped
+    python benchmarks/float32_errors.py --kernel xla            # the XLA paths
 
 For each long/large case of tests/test_long.py and each seed: every tensor's
 float32 error (tflstm, and torch itself) against a float64 torch run, and how
@@ -30,6 +31,9 @@ from test_long import CASES, errors_against_float64  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=12)
+    parser.add_argument(
+        "--kernel", default="auto", help="the layer's kernel option (auto, loop, xla)"
+    )
     parser.add_argument("--out", help="a .jsonl file for every tensor's numbers")
     args = parser.parse_args()
     # torch on CPU notes that its oneDNN kernels lack projections.
@@ -37,7 +41,7 @@ def main() -> None:
     rows = []
     for name in CASES:
         for seed in range(args.seeds):
-            for path, errors in errors_against_float64(name, seed).items():
+            for path, errors in errors_against_float64(name, seed, args.kernel).items():
                 for key, (ours, theirs, reference) in errors.items():
                     bound = float32_error_bound(theirs, reference, path)
                     rows.append(
@@ -55,7 +59,10 @@ def main() -> None:
         with open(args.out, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
     onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "as the CPU's default")
-    print(f"TF_ENABLE_ONEDNN_OPTS={onednn}, {args.seeds} seeds, {len(rows)} tensors")
+    print(
+        f"TF_ENABLE_ONEDNN_OPTS={onednn}, kernel={args.kernel}, "
+        f"{args.seeds} seeds, {len(rows)} tensors"
+    )
     for path in ("training", "inference"):
         sel = [r for r in rows if r["path"] == path]
         ratio = np.array([r["ours"] / r["torch"] for r in sel])

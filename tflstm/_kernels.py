@@ -41,7 +41,6 @@ from typing import Any
 
 import tensorflow as tf
 
-from tflstm import _policy
 from tflstm._litert_kernel import buffer_loop_forward
 from tflstm._ops import (
     LSTMWeights,
@@ -181,36 +180,35 @@ def _contract(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
 
     One float32 matmul over all K = L*N rows accumulates its terms one after
     the other (error growing like K: 2x torch's on L = 1,000). Blocks of
-    CONTRACT_BLOCK rows, one matmul each, then a sum over the blocks, keep the
-    error at torch's level (benchmarks/float32_errors.py for the whole layer;
-    blocks of 512 or 1,024 rows took up to 0.96 of the float32 bound, 128
-    rows 0.73). How the blocks are summed depends on who runs them:
+    CONTRACT_BLOCK rows, one matmul each, added to a running total in a while
+    loop, keep the error at torch's level (benchmarks/float32_errors.py for
+    the whole layer; blocks of 512 or 1,024 rows took up to 0.96 of the
+    float32 bound, 128 rows 0.73). The loop never holds more than one (A, B)
+    product. Each block is read with a scalar index, which XLA runs at the
+    speed of a copy (see `tflstm._ops._xla_steps`).
 
-    - TensorFlow's executor: a while loop adds each block's product to the
-      total, one after the other. It never holds more than one (A, B)
-      product, and it took half the time of one batched matmul over all
-      blocks on the compute-bound row with oneDNN off (197 against 408 ms
-      for A, B, K = 2,048, 512, 12,800; 171 against 210 with oneDNN on).
-    - XLA: one batched matmul over all blocks, then their sum (XLA ran the
-      while loop 1.1-2.4x slower).
+    Measured 2026-11-28 against one batched matmul over all blocks followed
+    by their sum (which held every block's product at once, 419 MB on the
+    compute-bound row), at A, B, K = 2,048, 512, 12,800: with TensorFlow's
+    executor 197 against 408 ms with oneDNN off, 171 against 210 with it on;
+    under XLA 233 against 317 ms off, 184 against 206 on (and 5.3-6.1
+    against 6.3-6.6 ms at 512, 128, 3,200).
     """
-    a = tf.reshape(a, [-1, tf.shape(a)[-1]])
-    b = tf.reshape(b, [-1, tf.shape(b)[-1]])
+    a = tf.reshape(a, [-1, dims(a)[-1]])
+    b = tf.reshape(b, [-1, dims(b)[-1]])
     rows = tf.shape(a)[0]
     pad = [[0, -rows % CONTRACT_BLOCK], [0, 0]]
-    a, b = tf.pad(a, pad), tf.pad(b, pad)
-    if _policy.in_xla():
-        a, b = (tf.reshape(t, [-1, CONTRACT_BLOCK, tf.shape(t)[-1]]) for t in (a, b))
-        return tf.reduce_sum(tf.matmul(a, b, transpose_a=True), axis=0)
+    blocks_a, blocks_b = (
+        tf.reshape(tf.pad(t, pad), [-1, CONTRACT_BLOCK, dims(t)[-1]]) for t in (a, b)
+    )
+    count = tf.shape(blocks_a)[0]
 
-    def body(start, total):
-        block_a = tf.slice(a, tf.stack([start, 0]), [CONTRACT_BLOCK, -1])
-        block_b = tf.slice(b, tf.stack([start, 0]), [CONTRACT_BLOCK, -1])
-        product = tf.matmul(block_a, block_b, transpose_a=True)
-        return start + CONTRACT_BLOCK, total + product
+    def body(i, total):
+        product = tf.matmul(blocks_a[i], blocks_b[i], transpose_a=True)
+        return i + 1, total + product
 
-    total = tf.zeros([tf.shape(a)[1], tf.shape(b)[1]], a.dtype)
-    _, total = tf.while_loop(lambda start, _: start < rows, body, (0, total))
+    total = tf.zeros([dims(a)[1], dims(b)[1]], a.dtype)
+    _, total = tf.while_loop(lambda i, _: i < count, body, (0, total))
     return total
 
 
