@@ -10,9 +10,11 @@ DEMO_STAMP := $(VENV)/.installed-demo
 demo: $(DEMO_STAMP)  ## port the bundled PyTorch model and print the parity report
 	$(PY) examples/port_checkpoint.py
 
-test: $(STAMP)  ## lint, the whole suite on 2 workers, then the oneDNN-sensitive tests with oneDNN flipped
+test: $(STAMP)  ## lint, layering, types, the whole suite on 2 workers, then the oneDNN-sensitive tests with oneDNN flipped
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -n 2 -q --durations=15
 	@flipped=$$($(PY) .ci/flipped_onednn.py) && \
 	echo "== again, the tests marked numerics with TF_ENABLE_ONEDNN_OPTS=$$flipped" && \
@@ -40,6 +42,8 @@ bench-tflite: $(STAMP)  ## .tflite latency vs torch and litert-torch; growth wit
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

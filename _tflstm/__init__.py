@@ -1,6 +1,7 @@
 """Helpers shared by `tflstm` and `converters` that import neither TensorFlow
-nor Keras: PyTorch's parameter names (`params`), the optional-dependency check
-(`extras`) and the quiet import of TensorFlow (`quiet`).
+nor Keras (an import-linter contract in pyproject.toml): PyTorch's parameter
+names (`params`), the optional-dependency check (`extras`) and the tolerances
+against torch (`tolerance`).
 
 They live outside the `tflstm` package because importing anything under
 `tflstm` runs `tflstm/__init__.py`, which imports Keras (it must: importing

@@ -31,9 +31,11 @@ def require(module: str, *, extra: str, purpose: str = "This feature") -> Module
         purpose: What needs it, to start the message, e.g. `"run_tflite"`.
 
     Raises:
-        MissingExtraError: (an `ImportError`) if the module's distribution is
-            not installed. An `ImportError` raised inside an installed module
-            (one of its own dependencies missing) propagates unchanged.
+        MissingExtraError: (an `ImportError`, its `name` the missing top-level
+            module) if the module's distribution is not installed: one error,
+            without the `ModuleNotFoundError` chained under it, since the
+            message says all. An `ImportError` raised inside an installed
+            module (one of its own dependencies missing) propagates unchanged.
     """
     top = module.split(".")[0]
     try:
@@ -49,4 +51,4 @@ def require(module: str, *, extra: str, purpose: str = "This feature") -> Module
         )
         if top == "torch":
             message += f" (or, for a CPU-only torch on Linux: {CPU_TORCH})"
-        raise MissingExtraError(message, name=top) from e
+        raise MissingExtraError(message, name=top) from None

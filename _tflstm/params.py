@@ -3,7 +3,7 @@
 One pattern generates every name, as in `torch.nn.modules.rnn`: the layers
 create their Keras variables from it, and the converters map checkpoints with
 it, so the two can never disagree. Pure Python, so that reading a checkpoint
-never imports Keras or TensorFlow (`tflstm._params` re-exports it).
+never imports Keras or TensorFlow.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _gate_shapes(
 ) -> dict[str, tuple[int, ...]]:
     """The gate weights (and biases) of one layer and direction, or of a cell,
     by kind, in torch's order."""
-    shapes = {
+    shapes: dict[str, tuple[int, ...]] = {
         "weight_ih": (4 * hidden_size, input_size),
         "weight_hh": (4 * hidden_size, out_size),
     }

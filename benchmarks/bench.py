@@ -252,7 +252,7 @@ def run_memory(impl: str) -> dict:
 
 def environment() -> dict:
     """What changes TensorFlow's speed here: oneDNN and the CPU's extensions."""
-    from tflstm import _policy
+    from tflstm import _probes
 
     flags = set()
     try:
@@ -264,7 +264,7 @@ def environment() -> dict:
         pass
     wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
     return {
-        "onednn": _policy.onednn_enabled(),
+        "onednn": _probes.onednn_enabled(),
         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
         "vector_extensions": [f for f in wanted if f in flags],
     }

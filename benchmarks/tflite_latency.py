@@ -60,7 +60,7 @@ import torch
 from ai_edge_litert.interpreter import Interpreter
 
 import converters
-from _tflstm.quiet import TFLITE_NOISE, filtered_stderr
+from tflstm._quiet import TFLITE_NOISE, filtered_stderr
 from tflstm.tflite import choose_graph, export_tflite
 
 ROWS = {  # name: (L, N, H_in, H)

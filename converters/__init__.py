@@ -37,6 +37,8 @@ _EXPORTS = {
     "to_torch_module": "torch_io",
     "torch_config": "torch_io",
     "torch_module_from": "torch_io",
+    "Report": "verify",
+    "TensorError": "verify",
     "compare": "verify",
     "format_report": "verify",
     "random_input": "verify",

@@ -38,7 +38,7 @@ import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -188,6 +188,8 @@ def open_checkpoint(
     `load_checkpoint`.
     """
     path, fmt = _locate(Path(path))
+    if fmt == "sharded" and path.name in _SINGLE_NAMES:  # a folder, one file
+        return open_checkpoint(path, trust_pickle=trust_pickle)
     if fmt == "sharded":
         return _Sharded(path, trust_pickle)
     return _open_file(path, fmt, trust_pickle)
@@ -238,7 +240,7 @@ def save_state_dict(
         save_file(arrays, path)
     elif suffix == ".npz":
         with path.open("wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **cast(dict[str, Any], arrays))  # names, not options
     elif suffix in (".pt", ".pth", ".bin", ".ckpt"):
         torch = require("torch", extra="torch", purpose=f"Writing {suffix} files")
         torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, path)
@@ -276,7 +278,7 @@ def _locate(path: Path) -> tuple[Path, str]:
     if len(head) > 8 and head[8:9] == b"{":
         if 8 + int.from_bytes(head[:8], "little") <= size:
             return path, "safetensors"
-    if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{" and _index_map(path, quiet=True):
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{" and _is_index(path):
         return path, "sharded"
     raise CheckpointError(
         f"Cannot read {str(path)!r} as a checkpoint: expected {_FORMATS}. "
@@ -368,6 +370,12 @@ class Checkpoint:
     def read(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
         """The tensors of `keys` (bfloat16 widened to float32), and no others."""
         raise NotImplementedError
+
+    def submodule(self, prefix: str) -> Any:
+        """The `nn.Module` at `prefix` when the file holds a whole pickled
+        model (read with `trust_pickle=True`), which records what a
+        state_dict does not (`batch_first`, `dropout`); else None."""
+        return None
 
 
 def _open_file(path: Path, fmt: str, trust_pickle: bool) -> Checkpoint:
@@ -580,7 +588,20 @@ class _Torch(Checkpoint):
     def read(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
         tensors = self._load()
         with _reading(self.path, "a PyTorch checkpoint"):
-            return {key: _numpy_copy(tensors[key]) for key in keys}
+            # copies: off the memory map
+            return {key: to_numpy(tensors[key], copy=True) for key in keys}
+
+    def submodule(self, prefix: str) -> Any:
+        if not self.trust_pickle:
+            return None
+        model = _whole_model(self._unpickle())
+        name = prefix.rstrip(".")
+        if model is None:
+            return None
+        try:
+            return model.get_submodule(name) if name else model
+        except AttributeError:
+            return None
 
 
 def _outside_converters() -> int:
@@ -592,7 +613,8 @@ def _outside_converters() -> int:
     return level
 
 
-def _is_module(obj: Any) -> bool:
+def is_module(obj: Any) -> bool:
+    """Whether `obj` is a `torch.nn.Module` (without importing torch)."""
     return any(
         c.__module__.startswith("torch.nn") and c.__name__ == "Module"
         for c in type(obj).__mro__
@@ -605,18 +627,20 @@ def _is_tensor(obj: Any) -> bool:
     )
 
 
-def _numpy_copy(value: Any) -> np.ndarray:
+def to_numpy(value: Any, *, copy: bool = False) -> np.ndarray:
+    """A torch tensor or numpy array as numpy (bfloat16 widened, exactly, to
+    float32); with `copy`, never a view of `value`'s memory (e.g. a map)."""
     if isinstance(value, np.ndarray):
-        return value.copy()
+        return value.copy() if copy else value
     tensor = value.detach().cpu()
     if str(tensor.dtype) == "torch.bfloat16":
-        return tensor.float().numpy()  # numpy has no bfloat16; exact widening
-    return tensor.numpy().copy()  # off the memory map
+        return tensor.float().numpy()  # numpy has no bfloat16; a new array
+    return tensor.numpy().copy() if copy else tensor.numpy()
 
 
 def _plain(obj: Any) -> Any:
     """A whole `nn.Module` (from a trusted pickle) stands for its state_dict."""
-    return obj.state_dict() if _is_module(obj) else obj
+    return obj.state_dict() if is_module(obj) else obj
 
 
 def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
@@ -629,6 +653,16 @@ def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
             _flatten(value, f"{prefix}{i}.", out)
     elif _is_tensor(obj):
         out[prefix[:-1]] = obj
+
+
+def _whole_model(obj: Any) -> Any:
+    """The `nn.Module` a trusted pickle holds, at its root or under one of
+    the wrappers' keys (`{"model": model, "epoch": 3}`); else None."""
+    if is_module(obj):
+        return obj
+    if isinstance(obj, Mapping):
+        return next((obj[k] for k in _WRAPPERS if is_module(obj.get(k))), None)
+    return None
 
 
 def _unwrap(obj: Any) -> dict[str, Any]:
@@ -679,8 +713,17 @@ def _index_in(folder: Path) -> Path:
     )
 
 
-def _index_map(path: Path, *, quiet: bool = False) -> dict[str, str] | None:
-    """The `weight_map` of an index JSON; None (quiet) or an error if not one."""
+def _is_index(path: Path) -> bool:
+    """Whether the file is a sharded checkpoint's index JSON."""
+    try:
+        _index_map(path)
+    except CheckpointError:
+        return False
+    return True
+
+
+def _index_map(path: Path) -> dict[str, str]:
+    """The `weight_map` of an index JSON; an error if it is not one."""
     try:
         index = json.loads(path.read_bytes())
         weight_map = index["weight_map"]
@@ -689,8 +732,6 @@ def _index_map(path: Path, *, quiet: bool = False) -> dict[str, str] | None:
         ):
             raise TypeError("weight_map is not a {key: shard file} object")
     except (ValueError, TypeError, KeyError) as e:
-        if quiet:
-            return None
         raise CheckpointError(
             f"Cannot read {str(path)!r} as a sharded checkpoint's index: "
             'expected JSON {"weight_map": {key: shard file}}. '
@@ -703,11 +744,7 @@ class _Sharded(Checkpoint):
     """The shards of an index, each opened only when one of its keys is read."""
 
     def __init__(self, index: Path, trust_pickle: bool) -> None:
-        if index.name in _SINGLE_NAMES:  # a folder with one unsharded file
-            self.weight_map = None
-            self.single = open_checkpoint(index, trust_pickle=trust_pickle)
-            return
-        self.index, self.trust_pickle, self.single = index, trust_pickle, None
+        self.index, self.trust_pickle = index, trust_pickle
         self.weight_map = _index_map(index)
         self._shards: dict[str, Checkpoint] = {}
 
@@ -740,17 +777,13 @@ class _Sharded(Checkpoint):
             )
 
     def keys(self) -> list[str]:
-        return self.single.keys() if self.single else list(self.weight_map)
+        return list(self.weight_map)
 
     def infos(self, keys: Iterable[str] | None = None) -> dict[str, TensorInfo]:
-        if self.single:
-            return self.single.infos(keys)
-        keys = list(self.weight_map if keys is None else keys)
-        return self._from_shards(keys, lambda reader, some: reader.infos(some))
+        wanted = list(self.weight_map if keys is None else keys)
+        return self._from_shards(wanted, lambda reader, some: reader.infos(some))
 
     def read(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
-        if self.single:
-            return self.single.read(keys)
         return self._from_shards(list(keys), lambda reader, some: reader.read(some))
 
     def _from_shards(self, keys: list[str], get: Callable) -> dict:

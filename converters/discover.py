@@ -131,10 +131,10 @@ def infer_spec(params: Mapping[str, Any], prefix: str = "") -> LSTMSpec:
     prefix = prefix.rstrip(".")
     where = f"at prefix {prefix!r}" if prefix else "at the root"
     matches = {name: _KEY.match(name) for name in params}
-    layered = {name for name, m in matches.items() if m and m["layer"] is not None}
+    layered = {n: m for n, m in matches.items() if m and m["layer"] is not None}
     kind = "LSTM" if layered else "LSTMCell"
     if layered and len(layered) != len(params):
-        plain = sorted(set(params) - layered)
+        plain = sorted(set(params) - set(layered))
         raise ValueError(
             f"The parameters {where} mix nn.LSTM names (weight_ih_l0, ...) with "
             f"other names. Received: {', '.join(plain)}"
@@ -162,11 +162,11 @@ def infer_spec(params: Mapping[str, Any], prefix: str = "") -> LSTMSpec:
         bias=f"bias_ih{suffix}" in params or f"bias_hh{suffix}" in params,
     )
     if kind == "LSTM":
-        layers = {int(matches[n]["layer"]) for n in params}
+        layers = {int(layered[n]["layer"]) for n in params}
         w_hr = params.get("weight_hr_l0")
         spec.update(
             num_layers=max(layers) + 1,
-            bidirectional=any(matches[n]["reverse"] for n in params),
+            bidirectional=any(layered[n]["reverse"] for n in params),
             proj_size=_shape(w_hr)[0] if w_hr is not None and _shape(w_hr) else 0,
         )
     result = LSTMSpec(**spec)

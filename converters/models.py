@@ -15,7 +15,11 @@ layer's `batch_first`:
   states of `layer * D + direction` on axis 1. PyTorch's layout is
   `numpy.transpose(h_n, (1, 0, 2))` (`torch_layout` does it).
 
-For an `LSTMCell`, `input` (N, H_in) gives `h_1`, `c_1` (N, H), as in torch.
+For an `LSTMCell` the model is one streaming step, as the SavedModel's
+`with_state` signature and the `.tflite` are: inputs `input` (N, H_in), `h_0`
+and `c_0` (N, H), in that order, give `h_1`, `c_1` (N, H), as
+`torch.nn.LSTMCell` does; feed each step's `h_1`, `c_1` back as the next
+step's `h_0`, `c_0` (zeros for the first).
 """
 
 from __future__ import annotations
@@ -30,24 +34,37 @@ import numpy as np
 
 
 def keras_model(layer: tflstm.LSTM | tflstm.LSTMCell) -> keras.Model:
-    """A batch-major `keras.Model` computing `layer` from a zero initial state.
+    """A batch-major `keras.Model` computing `layer`.
 
-    Its outputs are `[output, h_n, c_n]` for an `LSTM` (`[output]` for one
-    built with `return_state=False`; `[h_1, c_1]` for an `LSTMCell`), with
-    the batch on axis 0 (see the module docstring), so that
-    `predict`, `evaluate` and `fit` give the numbers of one call for any
-    `batch_size`, and Keras's `model.export` takes it.
+    For an `LSTM`, the model takes `input` and starts from a zero state; its
+    outputs are `[output, h_n, c_n]` (`[output]` for one built with
+    `return_state=False`). For an `LSTMCell`, it takes `[input, h_0, c_0]`
+    and returns `[h_1, c_1]`: one step of a stream that carries its state.
+    The batch is on axis 0 of every input and output (see the module
+    docstring), so that `predict`, `evaluate` and `fit` give the numbers of
+    one call for any `batch_size`, and Keras's `model.export` takes it.
 
     >>> import numpy as np
     >>> model = keras_model(tflstm.LSTM(3, 5, num_layers=2, bidirectional=True))
     >>> output, h_n, c_n = model.predict(np.zeros((7, 4, 3)), verbose=0)
     >>> output.shape, h_n.shape, c_n.shape  # (N, L, D*H), (N, D*num_layers, H)
     ((7, 4, 10), (7, 4, 5), (7, 4, 5))
+    >>> step = keras_model(tflstm.LSTMCell(3, 5))
+    >>> h, c = np.zeros((7, 5)), np.zeros((7, 5))  # the first step's state
+    >>> for x_t in np.ones((4, 7, 3)):  # one (N, H_in) input per step
+    ...     h, c = step.predict([x_t, h, c], verbose=0)
+    >>> h.shape, c.shape
+    ((7, 5), (7, 5))
     """
     if isinstance(layer, tflstm.LSTMCell):
-        inputs = keras.Input((layer.input_size,), name="input")
+        inputs = [
+            keras.Input((layer.input_size,), name="input"),
+            keras.Input((layer.hidden_size,), name="h_0"),
+            keras.Input((layer.hidden_size,), name="c_0"),
+        ]
+        h_1, c_1 = layer(inputs[0], (inputs[1], inputs[2]))
         return keras.Model(
-            inputs, _named(layer(inputs), "h_1", "c_1"), name=f"{layer.name}_model"
+            inputs, _named((h_1, c_1), "h_1", "c_1"), name=f"{layer.name}_model"
         )
     if not isinstance(layer, tflstm.LSTM):
         raise TypeError(

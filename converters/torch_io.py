@@ -15,19 +15,12 @@ import numpy as np
 
 import tflstm
 from _tflstm.extras import require
-from converters.checkpoint import open_checkpoint
+from converters.checkpoint import is_module, open_checkpoint, to_numpy
 from converters.discover import check_state_dict, infer_spec, normalize_prefix, select
 from tflstm._init import initial_values
 
 Layer = tflstm.LSTM | tflstm.LSTMCell
 Source = Any  # nn.LSTM, nn.LSTMCell, nn.Module, a state_dict or a path
-
-
-def _is_torch_module(obj: Any) -> bool:
-    return any(
-        c.__module__.startswith("torch.nn") and c.__name__ == "Module"
-        for c in type(obj).__mro__
-    )
 
 
 def _params_of(
@@ -44,28 +37,23 @@ def _params_of(
         except ValueError:  # raised again, naming every prefix that holds one
             select(checkpoint.infos(), prefix)
             raise
-        return infos, lambda name: checkpoint.read([prefix + name])[prefix + name], None
+        return (
+            infos,
+            lambda name: checkpoint.read([prefix + name])[prefix + name],
+            checkpoint.submodule(prefix),  # a whole pickled model records more
+        )
     module = None
-    if _is_torch_module(source):
+    if is_module(source):
         module = source.get_submodule(prefix.rstrip(".")) if prefix else source
         source = source.state_dict()
     if isinstance(source, Mapping):
         params = select(source, prefix)
-        return params, lambda name: _numpy(params[name]), module
+        return params, lambda name: to_numpy(params[name]), module
     raise TypeError(
         "Expected `source` to be a torch.nn.Module, a state_dict (a mapping of "
         "names to tensors or arrays) or a checkpoint path. "
         f"Received: an object of type {type(source).__name__}"
     )
-
-
-def _numpy(value: Any) -> np.ndarray:
-    if isinstance(value, np.ndarray):
-        return value
-    tensor = value.detach().cpu()
-    if str(tensor.dtype) == "torch.bfloat16":
-        tensor = tensor.float()  # numpy has no bfloat16; the widening is exact
-    return tensor.numpy()
 
 
 def _default_dtype(params: Mapping[str, Any]) -> str:
@@ -97,7 +85,9 @@ def from_torch(
             `"encoder.rnn"` (a trailing "." is optional). Defaults to `""`,
             the root; `converters.find_lstms` lists the prefixes.
         batch_first: Defaults to the module's own value when `source` holds an
-            `nn.LSTM` module, else `False` (a state_dict does not record it).
+            `nn.LSTM` module (a module, or a file of a whole model written by
+            `torch.save(model)` and read with `trust_pickle=True`), else
+            `False` (a state_dict does not record it).
         dropout: The same, defaulting to the module's value, else `0.0`.
         dtype: The layer's dtype. Defaults to `"float64"` for float64 weights
             and `"float32"` otherwise: float16 and bfloat16 checkpoints are
@@ -154,7 +144,7 @@ def load_weights(layer: Layer, state_dict: Mapping[str, Any]) -> None:
     Values are cast to the layer's variable dtype.
     """
     expected = {v.name: tuple(v.shape) for v in _torch_weights(layer)}
-    arrays = {k: _numpy(v) for k, v in state_dict.items()}
+    arrays = {k: to_numpy(v) for k, v in state_dict.items()}
     check_state_dict(expected, arrays, f"{type(layer).__name__} {layer.name!r}")
     for variable in _torch_weights(layer):
         variable.assign(arrays[variable.name].astype(variable.dtype))
@@ -224,7 +214,7 @@ def torch_module_from(
     the parameters at `prefix`: the independent reference for `compare`."""
     torch = require("torch", extra="torch", purpose="torch_module_from")
 
-    params = {k: _numpy(v) for k, v in select(state_dict, prefix).items()}
+    params = {k: to_numpy(v) for k, v in select(state_dict, prefix).items()}
     spec = infer_spec(params, normalize_prefix(prefix))
     kwargs = spec.layer_kwargs()
     if spec.kind == "LSTM":

@@ -1,15 +1,42 @@
-"""Run torch and tflstm on the same input and report how far apart they are."""
+"""Run torch and tflstm on the same input and judge how far apart they are.
+
+The judgement is the test suite's (`_tflstm.tolerance`): a float32 result is
+compared with a **float64** torch run, next to torch's own float32 error on
+the same input, with a floor of a few ulps of each tensor's magnitude. So a
+port as accurate as torch passes whatever the magnitude of its states (a
+cell state of 15 carries 1e-5 of float32 rounding), and a wrong one fails.
+"""
 
 from __future__ import annotations
 
+import copy
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 import tflstm
 from _tflstm.extras import require
+from _tflstm.tolerance import (
+    ATOL,
+    FLOAT32_ERROR_FLOOR_ULPS,
+    FLOAT32_ERROR_RATIO,
+    float32_error_bound,
+)
 from converters.torch_io import Layer
+
+__all__ = [
+    "Report",
+    "TensorError",
+    "compare",
+    "format_report",
+    "random_input",
+    "random_lengths",
+    "torch_forward",
+]
+
+# What `random_input` draws, as `--verify` prints it.
+RANDOM_INPUT = "standard normal"
 
 
 def random_input(layer: Layer, *, steps: int = 20, batch: int = 3, seed: int = 0):
@@ -32,23 +59,101 @@ def random_lengths(steps: int, batch: int, *, seed: int = 0) -> np.ndarray:
     return rng.permutation(lengths).astype("int32")
 
 
-def _torch_packed(module: Any, x: Any, lengths: np.ndarray):
-    """torch's packed run of a right-padded batch, padded back with zeros."""
+class TensorError(NamedTuple):
+    """One tensor's error against torch's float64 run, and what it may be.
+
+    Attributes:
+        abs: Max abs error.
+        rel: `abs` over the reference's largest magnitude.
+        bound: The largest `abs` allowed (the report's rule).
+        torch_abs: torch's own float32 max abs error on the same input, for
+            the float32 rule; `None` where the rule does not use it.
+    """
+
+    abs: float
+    rel: float
+    bound: float
+    torch_abs: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.abs <= self.bound
+
+
+class Report(dict):
+    """`compare`'s result: `{tensor name: TensorError}` and the rule applied
+    (`str(report)` is the table `--verify` prints)."""
+
+    def __init__(self, errors: dict[str, TensorError], rule: str) -> None:
+        super().__init__(errors)
+        self.rule = rule
+
+    @property
+    def ok(self) -> bool:
+        """Whether every tensor is within its bound."""
+        return all(e.ok for e in self.values())
+
+    @property
+    def worst(self) -> str:
+        """The tensor nearest to (or furthest above) its bound."""
+        return max(self, key=lambda k: self[k].abs / max(self[k].bound, 1e-300))
+
+    def __str__(self) -> str:
+        return format_report(self)
+
+
+def _rule(dtype: str, atol: float | None, rtol: float | None) -> str:
+    if atol is not None or rtol is not None:
+        parts = [f"atol {atol:.0e}"] if atol is not None else []
+        if rtol is not None:
+            parts.append(f"rtol {rtol:.0e} x the tensor's largest magnitude")
+        return f"max abs error against torch in float64 <= {' + '.join(parts)}"
+    if dtype == "float64":
+        return f"max abs error against torch in float64 <= {ATOL['float64']:.0e}"
+    return (
+        "max abs error against torch in float64 <= "
+        f"{FLOAT32_ERROR_RATIO['inference']:g} x max(torch's own float32 error, "
+        f"{FLOAT32_ERROR_FLOOR_ULPS} ulps of the tensor's largest magnitude)"
+    )
+
+
+def torch_forward(module: Any, input: Any, hx: Any = None, lengths: Any = None) -> Any:
+    """`module(input, hx)`, or with `lengths` torch's packed-sequence run of a
+    right-padded batch (`pack_padded_sequence(..., enforce_sorted=False)`,
+    then `pad_packed_sequence` with zeros to the input's length); an
+    unbatched input runs on its first `lengths` steps, padded with zeros.
+    Torch tensors in and out, so gradients flow (tests/oracle.py uses it)."""
     import torch
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+    if lengths is None:
+        return module(input, hx)
+    if input.dim() == 2:  # unbatched: torch has no packed form; slice and pad
+        n = int(np.reshape(lengths, ()))
+        output, state = module(input[:n], hx)
+        pad = output.new_zeros((input.shape[0] - n, output.shape[1]))
+        return torch.cat([output, pad]), state
+    first = module.batch_first
     packed = pack_padded_sequence(
-        x,
-        torch.as_tensor(lengths, dtype=torch.int64),
-        batch_first=module.batch_first,
-        enforce_sorted=False,
+        input, torch.as_tensor(lengths, dtype=torch.int64), first, enforce_sorted=False
     )
-    output, state = module(packed)
-    steps = x.shape[1 if module.batch_first else 0]
-    output, _ = pad_packed_sequence(
-        output, batch_first=module.batch_first, total_length=steps
-    )
-    return output, state
+    output, state = module(packed, hx)
+    steps = input.shape[1 if first else 0]
+    return pad_packed_sequence(output, first, total_length=steps)[0], state
+
+
+def _outputs(module: Any, x: np.ndarray, lengths: np.ndarray | None, dtype: str):
+    """torch's outputs in `dtype`, flat, as float64 numpy arrays."""
+    import torch
+
+    # A copy: the caller's module keeps its dtype and training mode.
+    module = copy.deepcopy(module).to(getattr(torch, dtype)).eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch on CPU notes that oneDNN lacks projections; not the user's concern.
+        warnings.filterwarnings("ignore", "LSTM with projections is not supported")
+        result = torch_forward(module, torch.from_numpy(x.astype(dtype)), None, lengths)
+    flat = (result[0], *result[1]) if isinstance(result[1], tuple) else result
+    return [t.numpy().astype("float64") for t in flat]
 
 
 def compare(
@@ -56,58 +161,87 @@ def compare(
     module: Any,
     x: np.ndarray | None = None,
     sequence_lengths: np.ndarray | None = None,
-) -> dict:
-    """Max abs and max rel error of every output of `layer` against `module`.
+    *,
+    atol: float | None = None,
+    rtol: float | None = None,
+) -> Report:
+    """Runs `layer` and torch's `module` on the same input and judges every
+    output by the test suite's rule (`_tflstm.tolerance`).
+
+    The reference is torch in float64 on the input as the layer sees it. A
+    float32 layer's error is judged next to torch's own float32 error:
+    `error <= 4 * max(torch_error, 4 ulps of the tensor's largest magnitude)`;
+    a float64 layer's against 1e-10. `atol`/`rtol` replace the rule by
+    `error <= atol + rtol * largest magnitude`.
 
     Args:
         layer: A tflstm layer, or a callable with the same call convention
             and `compute_dtype` (e.g. a loaded SavedModel's signature).
         module: The `torch.nn.LSTM` (or `LSTMCell`) it was converted from.
-        x: The input; defaults to `random_input(layer)`. Both run in the
-            layer's compute dtype (torch in float32 for float16/bfloat16).
+        x: The input; defaults to `random_input(layer)`.
         sequence_lengths: Optional lengths of a right-padded batch: torch
             then runs `pack_padded_sequence(..., enforce_sorted=False)` and
             `layer` is called with `sequence_lengths=`.
+        atol: A fixed tolerance on the max abs error, instead of the rule.
+        rtol: A tolerance relative to each tensor's largest magnitude (added
+            to `atol`), instead of the rule.
 
     Returns:
-        `{"output": (abs, rel), "h_n": ..., "c_n": ...}` for an LSTM,
-        `{"h_1": ..., "c_1": ...}` for a cell; rel is relative to the largest
-        magnitude of torch's tensor.
-    """
-    torch = require("torch", extra="torch", purpose="compare")
+        A `Report`: `{"output", "h_n", "c_n"}` for an LSTM, `{"h_1", "c_1"}`
+        for a cell, each a `TensorError`; `report.ok` is the verdict.
 
+    >>> import torch
+    >>> module = torch.nn.LSTM(3, 4)
+    >>> import converters
+    >>> report = compare(converters.from_torch(module), module)
+    >>> sorted(report), report.ok
+    (['c_n', 'h_n', 'output'], True)
+    """
+    require("torch", extra="torch", purpose="compare")
     x = random_input(layer) if x is None else np.asarray(x)
     dtype = "float64" if layer.compute_dtype == "float64" else "float32"
-    module = module.to(getattr(torch, dtype)).eval()
-    with torch.no_grad(), warnings.catch_warnings():
-        # torch on CPU notes that oneDNN lacks projections; not the user's concern.
-        warnings.filterwarnings("ignore", "LSTM with projections is not supported")
-        xt = torch.from_numpy(x.astype(dtype))
-        if sequence_lengths is None:
-            want = module(xt)
-        else:
-            want = _torch_packed(module, xt, sequence_lengths)
+    x = x.astype(dtype)  # what the layer sees; the reference runs on it too
+    reference = _outputs(module, x, sequence_lengths, "float64")
+    own = None
+    if dtype != "float64" and atol is None and rtol is None:
+        own = _outputs(module, x, sequence_lengths, "float32")
     if sequence_lengths is None:
-        got = layer(x.astype(dtype))
+        got = layer(x)
     else:
-        got = layer(x.astype(dtype), sequence_lengths=sequence_lengths)
+        got = layer(x, sequence_lengths=sequence_lengths)
     if isinstance(got[1], (tuple, list)):  # (output, (h_n, c_n))
-        names = ("output", "h_n", "c_n")
-        want, got = (want[0], *want[1]), (got[0], *got[1])
+        names: tuple[str, ...] = ("output", "h_n", "c_n")
+        got = (got[0], *got[1])
     else:
         names = ("h_1", "c_1")
-    report = {}
-    for name, w, g in zip(names, want, got, strict=True):
-        w = w.numpy().astype("float64")
-        err = np.abs(np.asarray(g, dtype="float64") - w)
-        report[name] = (
-            float(err.max()),
-            float(err.max() / max(np.abs(w).max(), 1e-30)),
+    errors = {}
+    for i, (name, want, value) in enumerate(zip(names, reference, got, strict=True)):
+        scale = max(float(np.abs(want).max(initial=0.0)), 1e-30)
+        err = float(np.abs(np.asarray(value, dtype="float64") - want).max(initial=0))
+        torch_abs = None
+        if atol is not None or rtol is not None:
+            bound = (atol or 0.0) + (rtol or 0.0) * scale
+        elif own is None:
+            bound = ATOL["float64"]
+        else:
+            torch_abs = float(np.abs(own[i] - want).max(initial=0.0))
+            bound = float32_error_bound(torch_abs, want, "inference")
+        errors[name] = TensorError(err, err / scale, bound, torch_abs)
+    return Report(errors, _rule(dtype, atol, rtol))
+
+
+def format_report(report: Report) -> str:
+    """The table `tflstm-convert --verify` prints: each tensor's error, the
+    float32 error of torch itself, the bound, and the rule."""
+    lines = [
+        f"{'tensor':8s} {'max abs':>10s} {'max rel':>10s} {'torch f32':>10s} "
+        f"{'bound':>10s}"
+    ]
+    for name, e in report.items():
+        own = "-" if e.torch_abs is None else f"{e.torch_abs:.2e}"
+        flag = "" if e.ok else "  above the bound"
+        lines.append(
+            f"{name:8s} {e.abs:10.2e} {e.rel:10.2e} {own:>10s} {e.bound:10.2e}{flag}"
         )
-    return report
-
-
-def format_report(report: dict) -> str:
-    lines = [f"{'tensor':8s} {'max abs':>10s} {'max rel':>10s}"]
-    lines += [f"{k:8s} {a:10.2e} {r:10.2e}" for k, (a, r) in report.items()]
+    lines.append(f"rule: {report.rule}")
     return "\n".join(lines)

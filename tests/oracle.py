@@ -11,31 +11,16 @@ import numpy as np
 import tensorflow as tf
 import torch
 
-# Maximum absolute error against torch run in the same precision.
-ATOL = {"float64": 1e-10, "float32": 1e-5}
-
-# Long sequences and large layers in float32 (tests/test_long.py): each
-# tensor's error against a float64 torch run is judged against torch's own
-# float32 error on the same run,
-#
-#     error(tflstm) <= RATIO[path] * max(error(torch), FLOOR_ULPS * ulp(|ref|))
-#
-# where ulp(|ref|) is the float32 spacing at the tensor's largest magnitude:
-# the floor keeps a lucky, tiny torch error (1 ulp) from deciding. "training"
-# is the exact path (hand-written gradient, weight gradients contracted in
-# blocks), judged on outputs and gradients; "inference" on outputs only, which
-# sit further from float64 (median 1.4x torch's error against 1.1x: both use
-# TensorFlow's float32 sigmoid/tanh, Eigen's approximations, up to 6 ulp off
-# where torch's are within 2). The measurements are in test_long.py.
-FLOAT32_ERROR_RATIO = {"training": 3.0, "inference": 4.0}
-FLOAT32_ERROR_FLOOR_ULPS = 4
-
-
-def float32_error_bound(torch_error: float, reference, path: str) -> float:
-    """The largest float32 error allowed to tflstm on a long/large case."""
-    ulp = float(np.spacing(np.float32(np.abs(reference).max())))
-    return FLOAT32_ERROR_RATIO[path] * max(torch_error, FLOAT32_ERROR_FLOOR_ULPS * ulp)
-
+# The tolerances and the float32 rule for long sequences and large layers
+# (tests/test_long.py) are the library's: `tflstm-convert --verify` and
+# `converters.compare` judge the same way.
+from _tflstm.tolerance import (  # noqa: F401  (re-exported for the tests)
+    ATOL,
+    FLOAT32_ERROR_FLOOR_ULPS,
+    FLOAT32_ERROR_RATIO,
+    float32_error_bound,
+)
+from converters.verify import torch_forward
 
 TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -90,7 +75,7 @@ def run_torch(
     if lengths is None:
         outs = _flatten(module(xt, hxt, **call_kwargs))
     else:
-        outs = _flatten(_packed(module, xt, hxt, lengths))
+        outs = _flatten(torch_forward(module, xt, hxt, lengths))
     cots = _cotangents([tuple(o.shape) for o in outs], dtype, seed)
     loss = sum((o * torch.from_numpy(g)).sum() for o, g in zip(outs, cots, strict=True))
     names = list(inputs) + [n for n, _ in module.named_parameters()]
@@ -99,23 +84,6 @@ def run_torch(
     result = {f"out{i}": o.detach().numpy() for i, o in enumerate(outs)}
     result.update({f"grad_{n}": g.numpy() for n, g in zip(names, grads, strict=True)})
     return result
-
-
-def _packed(module, xt, hxt, lengths):
-    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
-    if xt.dim() == 2:  # unbatched: torch has no packed form; slice and pad
-        n = int(np.reshape(lengths, ()))
-        output, state = module(xt[:n], hxt)
-        pad = output.new_zeros((xt.shape[0] - n, output.shape[1]))
-        return torch.cat([output, pad]), state
-    bf = module.batch_first
-    packed = pack_padded_sequence(
-        xt, torch.as_tensor(lengths, dtype=torch.int64), bf, enforce_sorted=False
-    )
-    output, state = module(packed, hxt)
-    total = xt.shape[1 if bf else 0]
-    return pad_packed_sequence(output, bf, total_length=total)[0], state
 
 
 def run_tflstm(

@@ -54,7 +54,7 @@ def _assert_ports(model, source, cast=torch.float32, trust_pickle=False):
             {k: v.to(cast).float() for k, v in module.state_dict().items()}
         )
         report = converters.compare(layer, reference)
-        assert max(a for a, _ in report.values()) <= ATOL["float32"], spec.prefix
+        assert max(e.abs for e in report.values()) <= ATOL["float32"], spec.prefix
 
 
 def _write(fmt, state_dict, path):
@@ -349,7 +349,7 @@ class WholeModel(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.front = torch.nn.Linear(3, 6)
-        self.rnn = torch.nn.LSTM(6, 5, num_layers=2, batch_first=True)
+        self.rnn = torch.nn.LSTM(6, 5, num_layers=2, batch_first=True, dropout=0.25)
 
 
 def test_whole_model_pickle_needs_trust_pickle(tmp_path):
@@ -376,11 +376,16 @@ def test_whole_model_pickle_needs_trust_pickle(tmp_path):
         specs = converters.find_lstms(path, trust_pickle=True)
     assert [s.prefix for s in specs] == ["rnn"]
     with pytest.warns(converters.UnsafePickleWarning):
-        layer = converters.from_torch(
-            path, prefix="rnn", batch_first=True, trust_pickle=True
-        )
+        # A whole model records what a state_dict does not.
+        layer = converters.from_torch(path, prefix="rnn", trust_pickle=True)
+    assert (layer.batch_first, layer.dropout) == (True, 0.25)
     report = converters.compare(layer, whole.rnn)
-    assert max(a for a, _ in report.values()) <= ATOL["float32"]
+    assert max(e.abs for e in report.values()) <= ATOL["float32"]
+    with pytest.warns(converters.UnsafePickleWarning):
+        layer = converters.from_torch(
+            path, prefix="rnn", batch_first=False, trust_pickle=True
+        )
+    assert not layer.batch_first  # an explicit value wins
 
 
 def test_trusted_pickle_of_a_script_class_explains_why_it_fails(tmp_path):

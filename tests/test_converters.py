@@ -53,7 +53,7 @@ def test_converted_layer_matches_torch(cfg):
     assert layer.compute_dtype == "float64"
     report = converters.compare(layer, module)
     assert set(report) == {"output", "h_n", "c_n"}
-    assert max(a for a, _ in report.values()) <= ATOL["float64"]
+    assert max(e.abs for e in report.values()) <= ATOL["float64"]
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -68,7 +68,7 @@ def test_lstm_cell_round_trip(bias):
         np.array_equal(state_dict[k], v.numpy()) for k, v in module.state_dict().items()
     )
     assert (
-        max(a for a, _ in converters.compare(cell, module).values()) <= ATOL["float32"]
+        max(e.abs for e in converters.compare(cell, module).values()) <= ATOL["float32"]
     )
     assert isinstance(converters.to_torch_module(cell), torch.nn.LSTMCell)
 
@@ -109,7 +109,7 @@ def test_whole_model_module_with_prefix():
         layer = converters.from_torch(model, prefix=prefix)
         assert layer.batch_first  # read off the submodule
         assert (
-            max(a for a, _ in converters.compare(layer, model.encoder.rnn).values())
+            max(e.abs for e in converters.compare(layer, model.encoder.rnn).values())
             <= ATOL["float32"]
         )
     cell = converters.from_torch(model.state_dict(), prefix="decoder")
@@ -327,3 +327,29 @@ def test_from_keras_errors():
             converters.from_keras(source)
     with pytest.raises(TypeError, match="Received: an object of type str"):
         converters.from_keras("lstm")
+
+
+def test_compare_judges_by_torchs_own_float32_error():
+    """`compare` passes an exact port and fails one with a weight off by 1e-3,
+    reporting each tensor's error, torch's own float32 error and the bound."""
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(H_IN, H, num_layers=2, bidirectional=True)
+    layer = converters.from_torch(module)
+    report = converters.compare(layer, module)
+    assert report.ok and set(report) == {"output", "h_n", "c_n"}
+    for error in report.values():
+        assert error.torch_abs is not None
+        assert error.bound >= 4 * error.torch_abs
+        assert error.abs <= error.bound
+    assert str(report).splitlines()[-1] == (
+        "rule: max abs error against torch in float64 <= 4 x max(torch's own "
+        "float32 error, 4 ulps of the tensor's largest magnitude)"
+    )
+    weight = layer.weight_hh_l1_reverse.numpy()
+    weight[3, 2] += 1e-3
+    layer.weight_hh_l1_reverse.assign(weight)
+    wrong = converters.compare(layer, module)
+    assert not wrong.ok and not wrong["output"].ok
+    assert "above the bound" in str(wrong)
+    fixed = converters.compare(layer, module, atol=1e-3)  # a looser, fixed rule
+    assert fixed.ok and fixed.rule.endswith("<= atol 1e-03")

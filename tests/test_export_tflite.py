@@ -372,17 +372,17 @@ def test_export_writes_file_and_checks_arguments(tmp_path):
         (layer, dict(fixed_length=0), ValueError, "argument `fixed_length`, expected a positive integer, got 0"),
         (layer, dict(graph="xnnpack"), ValueError, "argument `graph`, expected one of 'auto', 'fused', 'unrolled', 'loop', got 'xnnpack'"),
         (layer, dict(graph="loop", fused=True), ValueError, "Expected one of `graph` and `fused` (`fused` is the old spelling of `graph`). Received: graph='loop', fused=True"),
-        (layer, dict(quantize="int4"), ValueError, "argument `quantize`, expected one of None, 'dynamic', 'int8', got 'int4'"),
+        (layer, dict(quantize="int4"), ValueError, "argument `quantize`, expected one of None, 'dynamic', 'int8', 'float16', got 'int4'"),
         (layer, dict(graph="unrolled"), ValueError, "Expected `fixed_length` (the number of steps to unroll) for graph='unrolled'. Received: fixed_length=None"),
         (layer, dict(quantize="int8"), ValueError, "Expected `representative_data` (an iterable of inputs laid out as the layer's input) for quantize='int8', which calibrates the activations' ranges on it. Received: None"),
-        (layer, dict(quantize="dynamic", representative_data=data), ValueError, "Expected `representative_data` only with quantize='int8' (the other modes need no calibration). Received: quantize='dynamic' and representative_data"),
+        (layer, dict(quantize=None, representative_data=data), ValueError, "Expected `representative_data` only with quantize='int8' or 'dynamic' (float models need no calibration). Received: quantize=None and representative_data"),
         (layer, dict(quantize="int8", representative_data=data[0]), TypeError, "Expected `representative_data` to be an iterable of input arrays (e.g. a list). Received: an object of type ndarray (one array: wrap it in a list)"),
         (layer, dict(quantize="int8", representative_data=[]), ValueError, "Expected at least one input in `representative_data`. Received: an empty iterable"),
         (layer, dict(quantize="int8", representative_data=[np.zeros((STEPS, 1, H_IN + 1))]), ValueError, f"Expected each item of `representative_data` to be a batched input (L, N, H_in) with H_in={H_IN}. Received: item 0 of shape (6, 1, 6) and dtype float64"),
         (layer, dict(quantize="int8", batch_size=2, representative_data=[np.zeros((STEPS, 3, H_IN))]), ValueError, "Expected each item of `representative_data` to be a batch size that is a multiple of batch_size=2. Received: item 0 of shape (6, 3, 5) and dtype float64"),
         (layer, dict(quantize="int8", fixed_length=3, representative_data=data), ValueError, "Expected each item of `representative_data` to be a length of fixed_length=3. Received: item 0 of shape (6, 1, 5) and dtype float32"),
         (layer, dict(quantize="int8", graph="unrolled", fixed_length=STEPS, representative_data=data), ValueError, "Expected graph='fused' (or 'auto') for quantize='int8': only TFLite's fused LSTM op keeps a 16-bit cell state (the other graphs' int8 cell state loses 2-18% of the output's scale). Received: graph='unrolled'"),
-        (cell, dict(sequence_lengths=True), ValueError, "Expected a tflstm.LSTM for `sequence_lengths=True`, `fixed_length` or quantize='int8' (a cell runs one step, quantized with quantize='dynamic'). Received: a tflstm.LSTMCell with sequence_lengths=True, fixed_length=None, quantize=None"),
+        (cell, dict(sequence_lengths=True), ValueError, "Expected a tflstm.LSTM for `sequence_lengths=True`, `fixed_length`, quantize='int8' or `representative_data` (a cell runs one step, quantized with quantize='dynamic'). Received: a tflstm.LSTMCell with sequence_lengths=True, fixed_length=None, quantize=None, representative_data None"),
     ]  # fmt: skip
     for target, kwargs, error, message in cases:
         with pytest.raises(error) as info:

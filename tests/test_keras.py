@@ -100,9 +100,113 @@ def test_fit_reduces_loss_and_trains_both_biases():
     ],
 )
 def test_symbolic_shapes(kwargs, batch_shape, want):
-    inputs = keras.Input(batch_shape=batch_shape)
+    """`batch_shape`: the layer's input; a time-major one is a batch-major
+    model input transposed (a model input itself is refused, see below)."""
+    if len(batch_shape) == 3 and not kwargs.get("batch_first"):
+        steps, batch, features = batch_shape
+        model_input = keras.Input(batch_shape=(batch, steps, features))
+        inputs = keras.ops.transpose(model_input, (1, 0, 2))
+        assert tuple(inputs.shape) == batch_shape
+    else:
+        inputs = keras.Input(batch_shape=batch_shape)
     output, (h_n, c_n) = tflstm.LSTM(H_IN, H, **kwargs)(inputs)
     assert [tuple(t.shape) for t in (output, h_n, c_n)] == want
+
+
+# -- a model input where the layer reads something else on axis 0 -------------
+
+TIME_MAJOR_INPUT_ERROR = (
+    "Expected `input` laid out (L, N, H_in), as a time-major tflstm.LSTM "
+    "(batch_first=False) reads it, not a Keras model input: Keras's predict, "
+    "evaluate and fit cut every model input into batches along axis 0, so they "
+    "would cut this one along time. Use batch_first=True for an (N, L, H_in) "
+    "input, or converters.keras_model(layer), which transposes at the model's "
+    "boundary (or keras.ops.transpose(x, (1, 0, 2)) inside the model). "
+    "Received: input=the model input 'frames' of shape (None, None, 4)"
+)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+@pytest.mark.parametrize("how", ["functional", "sequential", "return_state=False"])
+def test_time_major_layer_on_a_model_input_is_an_error(how, policy):
+    """`predict` on 8 sequences of 100 steps would return 100 rows: refused
+    when the model is built, whatever the dtype policy (a mixed one casts the
+    input before the layer sees it)."""
+    keras.config.set_dtype_policy(policy)
+    inputs = keras.Input((None, H_IN), name="frames")
+    with pytest.raises(ValueError) as info:
+        if how == "functional":
+            tflstm.LSTM(H_IN, H)(inputs)
+        elif how == "sequential":
+            keras.Sequential([inputs, tflstm.LSTM(H_IN, H, return_state=False)])
+        else:
+            tflstm.LSTM(H_IN, H, num_layers=2, return_state=False)(inputs)
+    assert str(info.value) == TIME_MAJOR_INPUT_ERROR
+
+
+def test_state_or_mask_from_a_model_input_is_an_error():
+    """States are (D*num_layers, N, H) whatever batch_first, and a time-major
+    layer's mask (L, N): axis 0 is not the batch."""
+    x_in = keras.Input((None, H_IN))
+    h_in, c_in = keras.Input((2, H), name="h"), keras.Input((2, H), name="c")
+    h_0 = keras.ops.transpose(h_in, (1, 0, 2))
+    for batch_first in (True, False):
+        layer = tflstm.LSTM(H_IN, H, num_layers=2, batch_first=batch_first)
+        x = x_in if batch_first else keras.ops.transpose(x_in, (1, 0, 2))
+        with pytest.raises(ValueError) as info:
+            layer(x, (h_in, c_in))
+        assert str(info.value).startswith(
+            "Expected `h_0` laid out (D*num_layers, N, H_out), as torch's states "
+            "are, whatever batch_first, not a Keras model input"
+        )
+        assert str(info.value).endswith(
+            "Take it as a batch-major (N, D*num_layers, H_out) model input and "
+            "transpose it inside the model: keras.ops.transpose(h_0, (1, 0, 2)). "
+            "Received: h_0=the model input 'h' of shape (None, 2, 6)"
+        )
+        with pytest.raises(ValueError, match=r"Expected `c_0` laid out .* 'c' of"):
+            layer(x, hx=(h_0, c_in))
+    mask = keras.Input((None,), dtype="bool", name="mask")
+    time_major = tflstm.LSTM(H_IN, H)
+    with pytest.raises(ValueError) as info:
+        time_major(keras.ops.transpose(x_in, (1, 0, 2)), mask=mask)
+    assert str(info.value).startswith(
+        "Expected `mask` laid out (L, N), as a time-major tflstm.LSTM "
+        "(batch_first=False) reads it, not a Keras model input"
+    )
+    assert str(info.value).endswith(
+        "Use batch_first=True for an (N, L) mask and input, or "
+        "keras.ops.transpose(mask) inside the model. Received: mask=the model "
+        "input 'mask' of shape (None, None)"
+    )
+    batch_first = tflstm.LSTM(H_IN, H, batch_first=True, return_state=False)
+    assert batch_first(x_in, mask=mask).shape == (None, None, H)
+
+
+def test_layouts_that_match_keras_batches_still_build():
+    """Batch on axis 0 of every model input: time-major after a transpose,
+    batch_first, unbatched and the cell; and eager calls are untouched."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 11, H_IN)).astype("float32")  # (N, L, H_in)
+    inputs = keras.Input((None, H_IN))
+    time_major = tflstm.LSTM(H_IN, H, num_layers=2)
+    _, (h_n, _) = time_major(keras.ops.transpose(inputs, (1, 0, 2)))
+    model = keras.Model(inputs, h_n[-1])
+    got = model.predict(x, batch_size=3, verbose=0)
+    assert got.shape == (8, H)
+    want = time_major(x.transpose(1, 0, 2))[1][0][-1]
+    np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+
+    batch_first = tflstm.LSTM(H_IN, H, batch_first=True, return_state=False)
+    model = keras.Model(inputs, batch_first(inputs))
+    assert model.predict(x, batch_size=3, verbose=0).shape == (8, 11, H)
+    unbatched = tflstm.LSTM(H_IN, H)(keras.Input(batch_shape=(None, H_IN)))
+    assert tuple(unbatched[0].shape) == (None, H)
+    cell = tflstm.LSTMCell(H_IN, H)
+    step = keras.Input((H_IN,))
+    state = keras.Input((H,))
+    assert tuple(cell(step, (state, state))[0].shape) == (None, H)
+    assert time_major(x)[0].shape == (8, 11, H)  # eager: (L=8, N=11)
 
 
 def test_graph_mode_with_unknown_dimensions_matches_eager():

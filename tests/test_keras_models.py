@@ -102,16 +102,56 @@ def test_cli_keras_file_predicts_like_torch_in_small_batches(tmp_path, capsys):
         np.testing.assert_allclose(g, w, atol=ATOL["float32"], rtol=0)
 
 
-def test_keras_model_of_a_cell_and_its_errors():
+def test_keras_file_of_a_time_major_layer_reloads_and_refuses_the_trap(tmp_path):
+    """`keras_model` transposes at the boundary, so its `.keras` file loads
+    back past the check that refuses a time-major layer on a model input."""
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(H_IN, H, bidirectional=True)
+    layer = converters.from_torch(module)
+    with pytest.raises(ValueError, match="Expected `input` laid out"):
+        layer(keras.Input((None, H_IN)))
+    converters.keras_model(layer).save(tmp_path / "m.keras")
+    model = keras.saving.load_model(tmp_path / "m.keras")
+    x = np.random.default_rng(0).standard_normal((N, L, H_IN)).astype("float32")
+    got = model.predict(x, batch_size=BATCH_SIZE, verbose=0)
+    for g, w in zip(got, _torch_outputs(module, x), strict=True):
+        np.testing.assert_allclose(g, w, atol=ATOL["float32"], rtol=0)
+
+
+def test_keras_file_of_a_cell_streams_like_torch(tmp_path):
+    """The cell's model takes `input`, `h_0`, `c_0` and returns `h_1`, `c_1`
+    (as its SavedModel's `with_state` and its `.tflite`): saved, loaded back
+    and fed its own state step by step, in batches smaller than N, it gives
+    `torch.nn.LSTMCell`'s numbers from a non-zero initial state."""
     torch.manual_seed(0)
     cell = torch.nn.LSTMCell(H_IN, H)
     model = converters.keras_model(converters.from_torch(cell))
-    x = np.random.default_rng(0).standard_normal((N, H_IN)).astype("float32")
-    h_1, c_1 = model.predict(x, batch_size=BATCH_SIZE, verbose=0)
+    model.save(tmp_path / "cell.keras")
+    model = keras.saving.load_model(tmp_path / "cell.keras")
+    assert [t.name for t in model.inputs] == ["input", "h_0", "c_0"]
+    assert model.output_names == ["h_1", "c_1"]
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((L, N, H_IN)).astype("float32")
+    h, c = rng.standard_normal((2, N, H)).astype("float32")
+    want_h, want_c = torch.from_numpy(h), torch.from_numpy(c)
+    for x_t in x:
+        h, c = model.predict(
+            {"input": x_t, "h_0": h, "c_0": c}, batch_size=BATCH_SIZE, verbose=0
+        )
+        with torch.no_grad():
+            want_h, want_c = cell(torch.from_numpy(x_t), (want_h, want_c))
+        np.testing.assert_allclose(h, want_h.numpy(), atol=ATOL["float32"], rtol=0)
+        np.testing.assert_allclose(c, want_c.numpy(), atol=ATOL["float32"], rtol=0)
+    # the same call positionally, in the order of model.inputs
+    h_1, c_1 = model.predict([x[0], h, c], verbose=0)
     with torch.no_grad():
-        want = cell(torch.from_numpy(x))
+        want = cell(torch.from_numpy(x[0]), (torch.from_numpy(h), torch.from_numpy(c)))
     np.testing.assert_allclose(h_1, want[0].numpy(), atol=ATOL["float32"], rtol=0)
     np.testing.assert_allclose(c_1, want[1].numpy(), atol=ATOL["float32"], rtol=0)
+
+
+def test_keras_model_of_anything_else_is_an_error():
     with pytest.raises(TypeError) as info:
         converters.keras_model(keras.layers.LSTM(3))
     assert str(info.value) == (

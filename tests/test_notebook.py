@@ -26,7 +26,7 @@ def test_stored_outputs_are_clean():
     """The committed notebook (`make notebook` writes it) holds its results,
     without log lines or this machine's paths."""
     text = _text(nbformat.read(NOTEBOOK, as_version=4))
-    assert "(vs torch float64)" in text
+    assert "rule: max abs error against torch in float64" in text
     assert not NOISE.search(text), NOISE.search(text)
 
 
@@ -41,7 +41,7 @@ def test_notebook_runs(tmp_path):
     client.execute()
     outputs = _text(notebook)
     assert not NOISE.search(outputs), NOISE.search(outputs)
-    assert "(vs torch float64)" in outputs
+    assert "rule: max abs error against torch in float64" in outputs
     assert "max abs error vs the Keras layer" in outputs
     errors = [
         out

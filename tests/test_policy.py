@@ -13,7 +13,7 @@ from oracle import ATOL, copy_torch_weights, weight_errors
 from tensorflow.core.protobuf import saved_model_pb2
 
 import tflstm
-from tflstm import _kernels, _policy
+from tflstm import _kernels, _policy, _probes
 from tflstm._ops import LSTMWeights
 from tflstm.export import export_saved_model
 from tflstm.tflite import tflite_ops
@@ -34,31 +34,19 @@ BASE = _policy.KernelFacts(
     batch=1,
     gpu=False,
     in_xla=False,
-    onednn=True,
     exporting="",
 )
 
 # (changes to BASE, expected kernel)
 TABLE = [
     ({}, "block"),  # a static batch of 1
-    ({"onednn": False}, "block"),
     ({"batch": 32}, "loop"),
     ({"hidden_size": 512}, "loop"),
-    ({"onednn": False, "hidden_size": 512}, "loop"),
-    ({"onednn": False, "batch": 8}, "block"),
     ({"batch": 8}, "block"),
-    ({"onednn": False, "batch": 9}, "loop"),
     ({"batch": 9}, "loop"),
-    ({"onednn": False, "batch": None}, "loop"),
     ({"batch": None}, "loop"),
-    ({"onednn": False, "projection": True}, "loop"),
     ({"lengths": True}, "loop"),
-    ({"onednn": False, "lengths": True}, "loop"),
-    ({"onednn": False, "dtype": "float64"}, "loop"),
     ({"dtype": "float16"}, "block"),
-    ({"onednn": False, "training": True}, "bptt"),
-    ({"onednn": False, "in_xla": True}, "loop"),
-    ({"onednn": False, "exporting": "saved_model"}, "portable"),
     ({"training": True}, "bptt"),
     ({"in_xla": True}, "loop"),
     ({"in_xla": True, "training": True}, "bptt"),
@@ -156,18 +144,6 @@ def test_option_errors(kwargs, message):
     assert str(info.value) == message
 
 
-def test_legacy_options_in_saved_configs():
-    """Configs written by tflstm 0.1.0 (`fused`, `jit_compile`) still load."""
-    config = tflstm.LSTM(H_IN, H).get_config()
-    del config["kernel"], config["use_cudnn"]
-    for legacy, kernel in (
-        ({"fused": True, "jit_compile": False}, "auto"),
-        ({"fused": False, "jit_compile": False}, "loop"),
-        ({"fused": True, "jit_compile": True}, "xla"),
-    ):
-        assert tflstm.LSTM.from_config({**config, **legacy}).kernel == kernel
-
-
 def _graph_ops(fn, *specs):
     graph = fn.get_concrete_function(*specs).graph
     ops = {op.type for op in graph.get_operations()}
@@ -183,11 +159,9 @@ def _layer_ops(layer, training, steps=5, jit_compile=False, **call_kwargs):
     return _graph_ops(fn, tf.TensorSpec([steps, 2, layer.input_size]))
 
 
-@pytest.mark.parametrize("onednn", [True, False])
-def test_cpu_kernels_in_graphs(onednn, monkeypatch):
-    """The kernels in traced graphs, with TensorFlow's oneDNN setting as the
-    probe says (patched: the same on every machine)."""
-    monkeypatch.setattr(_policy, "onednn_enabled", lambda: onednn)
+def test_cpu_kernels_in_graphs():
+    """The kernels in traced graphs (TensorFlow's oneDNN setting does not
+    enter the choice: the suite runs with it on and off)."""
     default = tflstm.LSTM(H_IN, H, bidirectional=True)
     assert default.supports_jit
     assert not _layer_ops(default, training=True) & NOT_PORTABLE
@@ -212,18 +186,10 @@ def test_cpu_kernels_in_graphs(onednn, monkeypatch):
 @pytest.fixture
 def gpu_visible(monkeypatch):
     """A GPU as far as tflstm's probe knows (graphs are traced, not run)."""
-    monkeypatch.setattr(_policy, "gpu_visible", lambda: True)
+    monkeypatch.setattr(_probes, "gpu_visible", lambda: True)
 
 
-@pytest.fixture(params=[True, False], ids=["onednn", "no_onednn"])
-def either_onednn(request, monkeypatch):
-    """Both oneDNN states on any machine (the CPU kernel chosen depends on it)."""
-    monkeypatch.setattr(_policy, "onednn_enabled", lambda: request.param)
-
-
-def test_gpu_visible_chooses_cudnn_and_turns_keras_auto_xla_off(
-    gpu_visible, either_onednn
-):
+def test_gpu_visible_chooses_cudnn_and_turns_keras_auto_xla_off(gpu_visible):
     from keras.src.trainers.trainer import model_supports_jit
 
     layer = tflstm.LSTM(H_IN, H, num_layers=2, bidirectional=True)
@@ -247,7 +213,7 @@ def test_gpu_visible_chooses_cudnn_and_turns_keras_auto_xla_off(
         assert not _layer_ops(other, False, jit_compile=True) & NOT_PORTABLE
 
 
-def test_gpu_visible_device_scope_cpu_runs_a_cpu_kernel(gpu_visible, either_onednn):
+def test_gpu_visible_device_scope_cpu_runs_a_cpu_kernel(gpu_visible):
     layer = tflstm.LSTM(H_IN, H)
 
     @tf.function

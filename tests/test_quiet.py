@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from _tflstm.extras import MissingExtraError, require
-from _tflstm.quiet import STARTUP_NOISE, TFLITE_NOISE, drop_noise, filtered_stderr
+from tflstm._quiet import STARTUP_NOISE, TFLITE_NOISE, drop_noise, filtered_stderr
 
 # As TensorFlow 2.21 prints them on Linux x86-64, oneDNN on, then off.
 STARTUP_LINES = """\

@@ -11,6 +11,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 import converters
 from tflstm import _tflite_internals as internals
+from tflstm import tflite
 from tflstm.tflite import export_tflite, run_tflite
 
 H_IN, H, BATCH, STEPS = 3, 4, 2, 5
@@ -205,3 +206,59 @@ def test_xnnpack_still_does_not_take_the_fused_op(converted):
     interpreter.allocate_tensors()
     ops = [node["op_name"] for node in interpreter._get_ops_details()]
     assert internals.LSTM_OP in ops and "DELEGATE" not in ops, ops
+
+
+def test_dense_layers_quantized_per_channel():
+    """Dynamic range: FULLY_CONNECTED weights get one scale per output row
+    (the converter's default, `PER_CHANNEL_DENSE_ATTRIBUTE` False), and a
+    FULLY_CONNECTED given float32 weights back runs the float kernel."""
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [_composite_model()], tf.Module()
+    )
+    assert getattr(converter, internals.PER_CHANNEL_DENSE_ATTRIBUTE) is False
+    rows, cols = 64, 32  # >= MIN_QUANTIZED_ELEMENTS weights: quantized
+    rng = np.random.default_rng(1)
+    weights = rng.standard_normal((rows, cols)).astype("float32")
+    weights[0, 0] = 100.0  # a heavy tail in row 0 only
+
+    @tf.function(input_signature=[tf.TensorSpec([2, cols], tf.float32, "x")])
+    def dense(x):
+        return {"y": tf.matmul(x, tf.constant(weights), transpose_b=True)}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [dense.get_concrete_function()], tf.Module()
+    )
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    hybrid = converter.convert()
+    model = internals.load(hybrid)
+    graph = model.subgraphs[0]
+    (op,) = graph.operators
+    tensor = graph.tensors[op.inputs[1]]
+    assert tensor.type == internals._schema().TensorType.INT8
+    assert len(tensor.quantization.scale) == rows
+    x = rng.uniform(0, 1, (2, cols)).astype("float32")
+    want = x @ weights.T
+
+    def run(flatbuffer):
+        runner = Interpreter(model_content=flatbuffer).get_signature_runner()
+        return runner(x=x)["y"]
+
+    restored = internals.keep_float_matrices(hybrid, [weights])
+    assert np.abs(run(restored) - want).max() <= RUNTIME_ATOL * np.abs(want).max()
+    assert np.abs(run(hybrid) - want).max() > RUNTIME_ATOL * np.abs(want).max()
+
+
+def test_fused_op_runs_float_weights_after_hybrid_conversion(monkeypatch):
+    """`keep_fused_float`: a fused op converted as hybrid, given float32
+    weights in all eight gate operands, runs the float kernel (every matrix
+    counts as heavy-tailed here)."""
+    layer = converters.from_torch(torch.nn.LSTM(40, 32))  # 32x40 >= 1,024
+    x = np.random.default_rng(2).uniform(0, 1, (STEPS, 1, 40)).astype("float32")
+    want, _ = run_tflite(export_tflite(layer), layer.get_config(), x)
+    hybrid = export_tflite(layer, quantize="dynamic")
+    assert internals.is_hybrid(hybrid)
+    monkeypatch.setattr(tflite, "HEAVY_TAIL_RATIO", 0.0)
+    kept = export_tflite(layer, quantize="dynamic")
+    assert not internals.is_hybrid(kept)
+    got, _ = run_tflite(kept, layer.get_config(), x)
+    np.testing.assert_allclose(got, want, atol=RUNTIME_ATOL)

@@ -8,7 +8,7 @@ Importing `tflstm` registers its layers with Keras (package "tflstm"), which
 """
 
 from _tflstm import __version__
-from _tflstm.quiet import import_tensorflow
+from tflstm._quiet import import_tensorflow
 
 # Before Keras imports TensorFlow: its start-up lines would reach stderr.
 import_tensorflow()

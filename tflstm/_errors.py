@@ -86,7 +86,7 @@ def check_dropout(dropout: object) -> float:
     if (
         isinstance(dropout, bool)
         or not isinstance(dropout, numbers.Real)
-        or not 0 <= dropout <= 1
+        or not 0 <= float(dropout) <= 1
     ):
         raise ValueError(
             "Received an invalid value for argument `dropout`, expected a "

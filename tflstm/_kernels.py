@@ -181,18 +181,12 @@ def _contract(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     One float32 matmul over all K = L*N rows accumulates its terms one after
     the other (error growing like K: 2x torch's on L = 1,000). Blocks of
     CONTRACT_BLOCK rows, one matmul each, added to a running total in a while
-    loop, keep the error at torch's level (benchmarks/float32_errors.py for
-    the whole layer; blocks of 512 or 1,024 rows took up to 0.96 of the
-    float32 bound, 128 rows 0.73). The loop never holds more than one (A, B)
-    product. Each block is read with a scalar index, which XLA runs at the
-    speed of a copy (see `tflstm._ops._xla_steps`).
-
-    Measured 2026-11-28 against one batched matmul over all blocks followed
-    by their sum (which held every block's product at once, 419 MB on the
-    compute-bound row), at A, B, K = 2,048, 512, 12,800: with TensorFlow's
-    executor 197 against 408 ms with oneDNN off, 171 against 210 with it on;
-    under XLA 233 against 317 ms off, 184 against 206 on (and 5.3-6.1
-    against 6.3-6.6 ms at 512, 128, 3,200).
+    loop, keep the error at torch's level (benchmarks/float32_errors.py; larger
+    blocks came closer to the float32 bound). The loop never holds more than
+    one (A, B) product, and is faster than one batched matmul over all blocks
+    followed by their sum (README, "Measurements behind the code"). Each block
+    is read with a scalar index, which XLA runs at the speed of a copy (see
+    `tflstm._ops._xla_steps`).
     """
     a = tf.reshape(a, [-1, dims(a)[-1]])
     b = tf.reshape(b, [-1, dims(b)[-1]])
@@ -465,11 +459,11 @@ def run_kernel(
                 [*t.shape[:keep], *[None] * (t.shape.rank - keep)], t.dtype
             )
 
-        relaxed = (
+        specs = (
             *(relaxed(t) for t in (x, h0, c0)),
             weights.map(lambda w: relaxed(w, keep=1)),
             relaxed(lengths),
         )
-        fn.get_concrete_function(*relaxed)
+        fn.get_concrete_function(*specs)
         _EAGER[key] = fn
     return fn(x, h0, c0, weights, lengths)

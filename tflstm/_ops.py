@@ -21,17 +21,12 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-from tflstm import _policy
+from tflstm import _probes
 
-# Every path uses TensorFlow's own sigmoid and tanh in the compute dtype.
-# TensorFlow's float32 ones are Eigen's fast approximations (up to 6 ulp off,
-# mean 0.8, where torch's are within 2 ulp, mean 0.4). Until 2026-11-28 the
-# training path evaluated them in float64 and rounded once; with the weight
-# gradients contracted in blocks (`tflstm._kernels.CONTRACT_BLOCK`) that no
-# longer buys accuracy that the float32 criterion of tests/test_long.py can
-# see (the largest share of its bound: 0.73 with TensorFlow's activations,
-# 0.74 with float64 ones, over 12 seeds and both oneDNN settings), and it
-# cost 10-25% of a training step (README, Speed).
+# Every path uses TensorFlow's own sigmoid and tanh in the compute dtype:
+# float64 activations on the training path bought no accuracy that the
+# float32 criterion of tests/test_long.py can see, and cost a tenth to a
+# quarter of a training step (README, "How equality is checked").
 
 
 class LSTMWeights(NamedTuple):
@@ -199,7 +194,7 @@ def window(t: tf.Tensor, t0: Any, k: int) -> tf.Tensor:
     """Steps t0 .. t0+k-1 of a time-major tensor, (k, ...). A slice of static
     size k (`t[t0 : t0 + k]` has no static size, which XLA needs); under XLA,
     the k steps taken one at a time (`_xla_steps`)."""
-    if _policy.in_xla():
+    if _probes.in_xla():
         return tf.stack(_xla_steps(t, t0, k))
     rank = len(t.shape)
     return tf.slice(t, tf.stack([t0] + [0] * (rank - 1)), [k] + [-1] * (rank - 1))
@@ -207,7 +202,7 @@ def window(t: tf.Tensor, t0: Any, k: int) -> tf.Tensor:
 
 def unstack_steps(t: tf.Tensor, t0: Any, k: int) -> list[tf.Tensor]:
     """Steps t0 .. t0+k-1 of a time-major tensor, one tensor each."""
-    if _policy.in_xla():
+    if _probes.in_xla():
         return _xla_steps(t, t0, k)
     return tf.unstack(window(t, t0, k), num=k)
 
@@ -215,9 +210,8 @@ def unstack_steps(t: tf.Tensor, t0: Any, k: int) -> list[tf.Tensor]:
 def _xla_steps(t: tf.Tensor, t0: Any, k: int) -> list[tf.Tensor]:
     """`[t[t0], ..., t[t0 + k - 1]]`: XLA:CPU runs a one-step index at the
     speed of a copy, but `tf.slice` with a computed start 10-50x slower
-    (a loop reading (32, 512) per step: 0.33 ms against 3.8 ms with oneDNN
-    on and 17 ms with it off, 100 steps, 2026-11-28); under TensorFlow's
-    executor the one slice is the faster."""
+    (README, "Measurements behind the code"); under TensorFlow's executor
+    the one slice is the faster."""
     return [t[t0 + j] for j in range(k)]
 
 

@@ -2,9 +2,9 @@
 
 `choose_kernel(facts)` is the whole policy, tested as a table
 (tests/test_policy.py). `gather_facts` reads the facts that depend on where
-the code runs (a GPU, the device scope, XLA, oneDNN, an export being
-traced); it is the only impure part, and its probes are module functions so
-that tests can patch them (e.g. "a GPU is visible" on a CPU machine).
+the code runs (a GPU, the device scope, XLA, an export being traced); it is
+the only impure part, and asks them of `tflstm._probes`, which tests patch
+(e.g. "a GPU is visible" on a CPU machine).
 
 The user's options, as in Keras:
 
@@ -24,12 +24,13 @@ still correct, by autodiff or recomputation).
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
 from collections.abc import Iterator
 from typing import NamedTuple
 
 import tensorflow as tf
+
+from tflstm import _probes
 
 KERNEL_OPTIONS = ("auto", "loop", "block", "xla")
 CUDNN_OPTIONS = ("auto", True, False)
@@ -54,7 +55,6 @@ class KernelFacts(NamedTuple):
     batch: int | None  # the batch size where the trace knows it
     gpu: bool  # a GPU is visible and the device scope does not pin a CPU
     in_xla: bool  # traced inside an XLA computation (jit_compile)
-    onednn: bool  # TensorFlow's oneDNN optimisations are on
     exporting: str  # "" or the export being traced: "saved_model", "litert"
     kernel: str = "auto"  # the user's option
     use_cudnn: str | bool = "auto"  # the user's option
@@ -139,26 +139,15 @@ def inline(facts: KernelFacts) -> bool:
 
 
 def _fastest_inference_kernel(facts: KernelFacts) -> str:
-    """The default inference kernel on a CPU, by measurement (one AVX-512
-    machine, both oneDNN settings, 2026-11-28; forward of one layer, median
-    ms, BlockLSTMV2 / loop):
-
-    | L, H_in, H | N = 1 | 4 | 8 | 16 | 32 (`make bench`) |
-    |---|---|---|---|---|---|
-    | oneDNN on: 50, 40, 256 | 0.78 | 0.87 | 0.84 | 0.81 | |
-    | oneDNN on: 100, 64, 128 | 0.73 | 0.75 | 0.94 | 0.83 | 1.45 |
-    | oneDNN off: 50, 40, 256 | 0.43 | 0.79 | 0.88 | 1.13 | |
-    | oneDNN off: 100, 64, 128 | 0.24 | 0.79 | 1.02 | 1.05 | 1.15 |
-
-    BlockLSTMV2 computes [x, h] @ w at every step with Eigen's matmul; the
-    loop projects the input a block of steps at a time, with oneDNN's matmul
-    where it is on. So BlockLSTMV2 wins for small batches (with oneDNN on it
-    still does at N = 16, but it keeps seven (L, N, H) sequences, so it is
-    used up to BLOCK_MAX_BATCH only) and hidden sizes up to
-    BLOCK_MAX_HIDDEN, and the loop for the rest. Within those sizes
-    TensorFlow's oneDNN setting does not change the choice (`facts.onednn`
-    is recorded, and the policy table tests both states). On a GPU without
-    cuDNN (`use_cudnn=False`, a projection), the loop."""
+    """The default inference kernel on a CPU, by measurement (README,
+    "Measurements behind the code"): BlockLSTMV2 computes [x, h] @ w at every
+    step with Eigen's matmul, the loop projects the input a block of steps at
+    a time (with oneDNN's matmul where it is on). So BlockLSTMV2 wins for
+    small batches and hidden sizes up to BLOCK_MAX_HIDDEN; it keeps seven
+    (L, N, H) sequences, so it is used up to BLOCK_MAX_BATCH only. TensorFlow's
+    oneDNN setting does not change the choice within those sizes, so it is
+    not a fact. On a GPU without cuDNN (`use_cudnn=False`, a projection), the
+    loop."""
     if (
         not facts.gpu  # measured on CPUs only
         and block_can_serve(facts)
@@ -179,51 +168,6 @@ def _describe(facts: KernelFacts) -> str:
     )
 
 
-# -- probes (patched by tests) ---------------------------------------------------
-
-
-def gpu_visible() -> bool:
-    """Whether TensorFlow sees a GPU (Keras's `_is_gpu_available`)."""
-    return bool(tf.config.list_logical_devices("GPU"))
-
-
-def onednn_enabled() -> bool:
-    """Whether TensorFlow's oneDNN optimisations are on: by default only on
-    some CPUs (AVX-512 ones), or as `TF_ENABLE_ONEDNN_OPTS` says."""
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-    except ImportError:  # pragma: no cover - a TensorFlow without the probe
-        return False
-    return bool(_pywrap_util_port.IsMklEnabled())
-
-
-def device_scope() -> str:
-    """The device type of the current `tf.device` scope ("" if none)."""
-    if tf.executing_eagerly():
-        from tensorflow.python.eager import context
-
-        name = context.context().device_name
-    else:
-        name = tf.raw_ops.NoOp().device if _graph_has_device_scope() else ""
-    return tf.DeviceSpec.from_string(name or "").device_type or ""
-
-
-def _graph_has_device_scope() -> bool:
-    from tensorflow.python.framework import ops
-
-    return bool(ops.get_default_graph()._device_function_stack)
-
-
-def in_xla() -> bool:
-    """Whether the code is being traced inside an XLA computation."""
-    from tensorflow.python.framework import ops
-    from tensorflow.python.ops import control_flow_util
-
-    if tf.executing_eagerly():
-        return False
-    return bool(control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph()))
-
-
 _exporting = threading.local()
 
 
@@ -240,29 +184,13 @@ def exporting(kind: str = "saved_model") -> Iterator[None]:
         _exporting.kind = previous
 
 
-# Keras's `model.export` traces the model inside these modules (its LiteRT
-# export goes through its SavedModel export: look for LiteRT first).
-_KERAS_EXPORTS = (
-    ("keras.src.export.litert", "litert"),
-    ("keras.src.export.", "saved_model"),
-)
-
-
 def is_exporting() -> str:
     """The export being traced: inside `exporting()`, or traced by Keras's
     `model.export` ("saved_model" or "litert"); "" otherwise."""
     kind = getattr(_exporting, "kind", "")
     if kind or tf.executing_eagerly():
         return kind
-    modules = set()
-    frame = sys._getframe(1)
-    while frame is not None:
-        modules.add(frame.f_globals.get("__name__", ""))
-        frame = frame.f_back
-    for prefix, kind in _KERAS_EXPORTS:
-        if any(m.startswith(prefix) for m in modules):
-            return kind
-    return ""
+    return _probes.keras_export_kind()
 
 
 def gather_facts(
@@ -277,7 +205,7 @@ def gather_facts(
     use_cudnn: str | bool,
 ) -> KernelFacts:
     """The facts of a call, the environment probed now (at trace time)."""
-    scope = device_scope()
+    scope = _probes.device_scope()
     return KernelFacts(
         training=training,
         dtype=dtype,
@@ -285,9 +213,8 @@ def gather_facts(
         lengths=lengths,
         hidden_size=hidden_size,
         batch=batch,
-        gpu=gpu_visible() and scope != "CPU",
-        in_xla=in_xla(),
-        onednn=onednn_enabled(),
+        gpu=_probes.gpu_visible() and scope != "CPU",
+        in_xla=_probes.in_xla(),
         exporting=is_exporting(),
         kernel=kernel,
         use_cudnn=use_cudnn,
@@ -302,4 +229,4 @@ def supports_jit(*, kernel: str, use_cudnn: str | bool, projection: bool) -> boo
     if kernel == "block" or use_cudnn is True:
         return False
     cudnn_preferred = use_cudnn == "auto" and kernel == "auto" and not projection
-    return not (cudnn_preferred and gpu_visible())
+    return not (cudnn_preferred and _probes.gpu_visible())

@@ -39,6 +39,15 @@ upgrade changes it. Verified with TensorFlow 2.21 and ai-edge-litert 2.3.
    state variable is exposed as is (a DEQUANTIZE op reading it after the LSTM
    gets scheduled before it by XNNPACK's partitioning: the in-place write is
    not a graph edge).
+6. Dynamic range and heavy-tailed weights: in TF 2.21 the converter
+   quantizes a FULLY_CONNECTED's weights per output channel (one scale per
+   row; `_experimental_disable_per_channel_quantization_for_dense_layers` is
+   False by default) and the fused op's per gate matrix (one scale each).
+   A matrix whose largest weights dwarf the others keeps few levels for
+   most weights; `keep_float_matrices` and `keep_fused_float` give such
+   matrices (and such fused ops) their float32 weights back after the
+   conversion: a FULLY_CONNECTED, or a fused op whose weights are all
+   float32, runs TFLite's float kernel.
 """
 
 from __future__ import annotations
@@ -53,8 +62,8 @@ from collections.abc import Callable, Iterable, Mapping
 import numpy as np
 import tensorflow as tf
 
-from _tflstm.quiet import TFLITE_NOISE, filtered_stderr
 from tflstm._ops import step
+from tflstm._quiet import TFLITE_NOISE, filtered_stderr
 
 # -- 1. the composite convention -------------------------------------------------
 
@@ -92,6 +101,11 @@ NO_CLIP = 0.0
 # -- 4. dynamic range ------------------------------------------------------------
 
 MIN_QUANTIZED_ELEMENTS = 1024
+# The converter's default for dense layers under Optimize.DEFAULT (False:
+# per-channel scales); tflstm relies on that default and never sets it.
+PER_CHANNEL_DENSE_ATTRIBUTE = (
+    "_experimental_disable_per_channel_quantization_for_dense_layers"
+)
 
 # -- 5. full integer -------------------------------------------------------------
 
@@ -238,16 +252,22 @@ def _int8_constant(schema, model, graph, values: np.ndarray, name: bytes) -> int
     return _constant(schema, model, graph, quantized, name, parameters)
 
 
-def _constant(schema, model, graph, values, name: bytes, quantization=None) -> int:
-    buffer = schema.BufferT()
-    buffer.data = np.ascontiguousarray(values).tobytes()
-    model.buffers.append(buffer)
+def _constant(
+    schema, model, graph, values, name: bytes, quantization=None, buffer=None
+) -> int:
+    """A new constant tensor; in a new buffer, or in `buffer` (an index)
+    that already holds `values`."""
+    if buffer is None:
+        data = schema.BufferT()
+        data.data = np.ascontiguousarray(values).tobytes()
+        model.buffers.append(data)
+        buffer = len(model.buffers) - 1
     tensor = schema.TensorT()
     tensor.shape = list(values.shape)
     tensor.type = (
         schema.TensorType.INT8 if values.dtype == np.int8 else schema.TensorType.FLOAT32
     )
-    tensor.buffer = len(model.buffers) - 1
+    tensor.buffer = buffer
     tensor.name = name
     tensor.quantization = quantization
     graph.tensors.append(tensor)
@@ -329,6 +349,103 @@ def is_hybrid(flatbuffer: bytes) -> bool:
         for op in lstm_ops(model)
         for k in WEIGHT_OPERANDS
     )
+
+
+def _dequantized_weights(model, tensor) -> tuple[np.ndarray, np.ndarray] | None:
+    """An int8 constant's values as float (per-tensor or per-row scales)."""
+    schema = _schema()
+    q = tensor.quantization
+    data = model.buffers[tensor.buffer].data
+    if tensor.type != schema.TensorType.INT8 or q is None or data is None:
+        return None
+    values = np.frombuffer(bytes(np.asarray(data, np.uint8)), np.int8)
+    values = values.reshape(list(tensor.shape)).astype(np.float64)
+    scale = np.asarray(q.scale, np.float64)
+    if scale.size > 1:
+        scale = scale.reshape([-1] + [1] * (values.ndim - 1))
+    return values * scale, scale
+
+
+def keep_float_matrices(flatbuffer: bytes, matrices: Iterable[np.ndarray]) -> bytes:
+    """Gives every FULLY_CONNECTED (in any subgraph) whose int8 weights
+    quantize one of `matrices` (float32, (out, in) or its transpose) the
+    float32 matrix back: that op then runs TFLite's float kernel."""
+    schema = _schema()
+    model = load(flatbuffer)
+    wanted = [np.asarray(m, np.float32) for m in matrices]
+    fully_connected = schema.BuiltinOperator.FULLY_CONNECTED
+    buffers: dict[int, int] = {}  # int8 buffer -> float32 buffer (subgraphs share)
+    for graph in model.subgraphs:
+        replaced: dict[int, int] = {}
+        for op in graph.operators:
+            if _code(model, op) != fully_connected or len(op.inputs) < 2:
+                continue
+            index = int(op.inputs[1])
+            if index in replaced:
+                op.inputs[1] = replaced[index]
+                continue
+            found = _dequantized_weights(model, graph.tensors[index])
+            if found is None:
+                continue
+            values, scale = found
+            for matrix in wanted:
+                for candidate in (matrix, matrix.T):
+                    if candidate.shape == values.shape and np.all(
+                        np.abs(values - candidate) <= 0.51 * scale + 1e-7
+                    ):
+                        original = graph.tensors[index]
+                        replaced[index] = _constant(
+                            schema,
+                            model,
+                            graph,
+                            np.ascontiguousarray(candidate),
+                            original.name + b"_float",
+                            buffer=buffers.get(original.buffer),
+                        )
+                        buffers[original.buffer] = graph.tensors[replaced[index]].buffer
+                        op.inputs[1] = replaced[index]
+                        break
+                if index in replaced:
+                    break
+    return dump(model)
+
+
+def keep_fused_float(
+    flatbuffer: bytes, weights: Mapping[str, tuple[np.ndarray, np.ndarray]]
+) -> bytes:
+    """Gives the fused ops named in `weights` (by their h_0 input's name:
+    `(weight_ih, weight_hh)` in torch's layout) float32 weights in all eight
+    gate operands: such an op runs TFLite's float kernel. Call before
+    `patch` (which adds an int8 projection to a hybrid op only)."""
+    schema = _schema()
+    model = load(flatbuffer)
+    graph = model.subgraphs[0]
+    by_h_state = {state_input(graph, name): w for name, w in weights.items()}
+    for op in lstm_ops(model):
+        check_converted_op(graph, op)
+        found = by_h_state.get(int(op.inputs[H_STATE]))
+        if found is None:
+            continue
+        weight_ih, weight_hh = (np.asarray(w, np.float32) for w in found)
+        for operands, matrix in (
+            (INPUT_WEIGHTS, weight_ih),
+            (RECURRENT_WEIGHTS, weight_hh),
+        ):
+            for k, gate in zip(operands, np.split(matrix, 4), strict=True):
+                tensor = graph.tensors[op.inputs[k]]
+                if list(tensor.shape) != list(gate.shape):
+                    raise _changed(
+                        f"expected operand {k} of shape {list(gate.shape)}. "
+                        f"Received: {list(tensor.shape)}"
+                    )
+                op.inputs[k] = _constant(
+                    schema,
+                    model,
+                    graph,
+                    np.ascontiguousarray(gate),
+                    tensor.name + b"_float",
+                )
+    return dump(model)
 
 
 # -- full integer ----------------------------------------------------------------

@@ -28,8 +28,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from _tflstm.quiet import without_info_logs
 from tflstm import _errors, _policy
+from tflstm._quiet import without_info_logs
 from tflstm.lstm import LSTM
 from tflstm.lstm_cell import LSTMCell
 
@@ -95,10 +95,10 @@ class ServingModule(tf.Module):
         output, (h_n, c_n) = result
         return {"output": output, "h_n": h_n, "c_n": c_n}
 
-    def _run(self, input: tf.Tensor, *args: Any, **kwargs: Any) -> Any:
+    def _run(self, input: tf.Tensor, hx: Any = None, **kwargs: Any) -> Any:
         if isinstance(self.layer, LSTM):  # (output, (h_n, c_n)), whatever
-            return self.layer.forward(input, *args, training=False, **kwargs)
-        return self.layer(input, *args)
+            return self.layer.forward(input, hx, training=False, **kwargs)
+        return self.layer(input, hx)
 
     def _serve(self, input: tf.Tensor) -> dict[str, tf.Tensor]:
         return self._outputs(self._run(input))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from tflstm import _errors, _policy
+from _tflstm.params import lstm_param_name, lstm_param_shapes
+from tflstm import _errors, _policy, _probes
 from tflstm._init import create_weights
 from tflstm._kernels import run_kernel
 from tflstm._ops import (
@@ -18,7 +20,6 @@ from tflstm._ops import (
     time_major_mask,
     valid_steps,
 )
-from tflstm._params import lstm_param_name, lstm_param_shapes
 
 _STATE_LEGEND_H = "(D*num_layers, N, H_out)"
 _STATE_LEGEND_C = "(D*num_layers, N, H_cell)"
@@ -63,6 +64,13 @@ class LSTM(keras.layers.Layer):
     `h_n[layer * D + direction]` is the final state of that layer and
     direction. For a bidirectional LSTM, `h_n` is not `output[-1]`: the
     backward direction's final state is at `output[0]`, its second half.
+
+    Keras's `predict`, `evaluate` and `fit` cut every model input into
+    batches along axis 0, so a time-major layer (`batch_first=False`) called
+    on a model input (`keras.Input`) raises a `ValueError` when the model is
+    built, as do `hx` and a time-major `mask` taken straight from one: use
+    `batch_first=True`, transpose inside the model, or
+    `converters.keras_model(layer)`, which transposes at the model's boundary.
 
     Args:
         input_size: The number of features `H_in` of the input. Must be a
@@ -218,6 +226,82 @@ class LSTM(keras.layers.Layer):
             kernel=self.kernel, use_cudnn=self.use_cudnn, projection=self.proj_size > 0
         )
 
+    # -- layout at a model's boundary ----------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Before Keras's own __call__, which may cast the input (mixed
+        # precision) into a tensor that no longer shows where it came from.
+        self._check_layouts_of_model_inputs(args, kwargs)
+        return super().__call__(*args, **kwargs)
+
+    def _check_layouts_of_model_inputs(self, args: tuple, kwargs: dict) -> None:
+        """Refuses a Keras model input where the layer reads something other
+        than the batch on axis 0: Keras's `predict`, `evaluate` and `fit` cut
+        every model input into batches along axis 0, so they would cut the
+        sequences along time (a time-major `input` or `mask`) or the states
+        along their layer-direction axis (`h_0`, `c_0`, whatever
+        `batch_first`)."""
+        flat = keras.tree.flatten((args, kwargs))
+        if not any(isinstance(t, keras.KerasTensor) for t in flat):
+            return  # eager or inside a traced function: nothing to check
+        try:
+            arguments = inspect.signature(self.call).bind(*args, **kwargs).arguments
+        except TypeError:
+            return  # a wrong call: Keras's own error says what is wrong
+        input = arguments.get("input")
+        if len(getattr(input, "shape", ())) != 3:
+            return  # unbatched (or not a tensor: the shape checks say so)
+        time_major = "a time-major tflstm.LSTM (batch_first=False)"
+        checks = []  # (name, tensor, layout, axis 0 instead of the batch, fix)
+        if not self.batch_first:
+            checks += [
+                (
+                    "input",
+                    input,
+                    f"(L, N, H_in), as {time_major} reads it",
+                    "time",
+                    "Use batch_first=True for an (N, L, H_in) input, or "
+                    "converters.keras_model(layer), which transposes at the "
+                    "model's boundary (or keras.ops.transpose(x, (1, 0, 2)) "
+                    "inside the model).",
+                ),
+                (
+                    "mask",
+                    arguments.get("mask"),
+                    f"(L, N), as {time_major} reads it",
+                    "time",
+                    "Use batch_first=True for an (N, L) mask and input, or "
+                    "keras.ops.transpose(mask) inside the model.",
+                ),
+            ]
+        hx = arguments.get("hx")
+        if isinstance(hx, (tuple, list)) and len(hx) == 2:
+            for name, value, legend, size in (
+                ("h_0", hx[0], _STATE_LEGEND_H, "H_out"),
+                ("c_0", hx[1], _STATE_LEGEND_C, "H_cell"),
+            ):
+                checks.append(
+                    (
+                        name,
+                        value,
+                        f"{legend}, as torch's states are, whatever batch_first",
+                        "its layer-direction axis",
+                        f"Take it as a batch-major (N, D*num_layers, {size}) "
+                        "model input and transpose it inside the model: "
+                        f"keras.ops.transpose({name}, (1, 0, 2)).",
+                    )
+                )
+        for name, tensor, layout, axis, fix in checks:
+            source = _probes.model_input_layer(tensor)
+            if source is not None:
+                raise ValueError(
+                    f"Expected `{name}` laid out {layout}, not a Keras model "
+                    "input: Keras's predict, evaluate and fit cut every model "
+                    "input into batches along axis 0, so they would cut this "
+                    f"one along {axis}. {fix} Received: {name}=the model input "
+                    f"{source.name!r} of shape {tuple(source.batch_shape)}"
+                )
+
     # -- shapes ---------------------------------------------------------------
 
     def _check_inputs(self, input: Any, hx: Any) -> bool:
@@ -294,7 +378,7 @@ class LSTM(keras.layers.Layer):
             elif lengths_shape not in ((), (1,)):
                 _errors.check_shape("sequence_lengths", lengths_shape, (), "()")
         elif mask is not None:
-            expected = (steps,)
+            expected: tuple = (steps,)
             legend = "(L,)"
             if batched:
                 expected = (batch, steps) if self.batch_first else (steps, batch)
@@ -497,10 +581,4 @@ class LSTM(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> LSTM:
-        config = dict(config)
-        # Files written by tflstm 0.1.0: `fused=False` meant the loop,
-        # `jit_compile=True` the XLA kernel.
-        fused, jit = config.pop("fused", True), config.pop("jit_compile", False)
-        if "kernel" not in config:
-            config["kernel"] = "xla" if jit else "auto" if fused else "loop"
         return cls(**config)

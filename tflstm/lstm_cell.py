@@ -7,10 +7,10 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from _tflstm.params import lstm_cell_param_shapes
 from tflstm import _errors
 from tflstm._init import create_weights
 from tflstm._ops import LSTMWeights, stack_weights, step
-from tflstm._params import lstm_cell_param_shapes
 
 
 @keras.saving.register_keras_serializable(package="tflstm")

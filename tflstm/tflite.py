@@ -34,17 +34,28 @@ of the same module as the reference, a fully unrolled graph):
 
 Quantization (`quantize=`), as TFLite defines it. Errors against torch's
 float32, relative to the tensor's largest magnitude; sizes against the
-float file of the same graph:
+float file of the same graph. The figures below are for random layers and
+the bundled demo model; on published checkpoints, whose weights are heavy
+tailed and whose cell states grow large, see the last paragraph.
 
-- `"dynamic"`: int8 weights (per tensor), float activations ("hybrid"
-  kernels). Fused op: 0.26-0.34x the size (0.27x on the bundled demo model's
-  LSTM; the larger the layer, the closer to 0.25x), unrolled graph about
-  0.56x (its ~2 KB per step are not weights: `graph="fused"` for the
-  smallest file). Error 0.4-1.2% (max abs 0.006 on the demo model, whose
+- `"dynamic"`: int8 weights, float activations ("hybrid" kernels, inputs
+  quantized asymmetrically per row at each call). Scales: one per output
+  row in the unrolled and loop graphs' FULLY_CONNECTED ops, one per gate
+  matrix in the fused op. Fused op: 0.26-0.34x the size (0.27x on the bundled
+  demo model's LSTM; the larger the layer, the closer to 0.25x), unrolled
+  graph about 0.56x (its ~2 KB per step are not weights: `graph="fused"` for
+  the smallest file). Error 0.4-1.2% (max abs 0.006 on the demo model, whose
   outputs reach 1.3). About twice as fast as float: 0.88-1.06 ms on the
   streaming row, 5.4-8.4 ms (0.4-0.6x litert-torch) on the batched one.
   The converter keeps a layer in float32 when a gate matrix (H x H_in or
-  H x H_out) has fewer than 1,024 weights.
+  H x H_out) has fewer than 1,024 weights. A heavy-tailed matrix (largest
+  |w| over `HEAVY_TAIL_RATIO` times the median within one scale) stays
+  float32: in the unrolled and loop graphs that matrix alone, in the fused
+  op its whole layer and direction.
+- `"float16"`: float16 weights that DEQUANTIZE ops widen, float32 math
+  (TFLite's float16 quantization): about half the float file, an error
+  within `QUANTIZED_RTOL["float16"]` where 8 bits are not enough (last
+  paragraph). Its speed is not measured here.
 - `"int8"`: full integer: int8 activations and weights, TFLite's 16-bit
   cell state, the ranges calibrated on `representative_data`. The fused op
   only (an unrolled graph's int8 cell state loses 2-18%). 0.27-0.34x the
@@ -60,6 +71,22 @@ float file of the same graph:
   exactly), so it would be the state after L steps, not after each
   sequence's last step. `output` and `h_n` are right (the padding is at
   the end of each sequence, in both directions).
+
+On published checkpoints (benchmarks/quantize_real.md: Resemblyzer's
+3 x 256 speaker encoder, silero-vad's LSTMCell, 160 steps of inputs like
+theirs) neither 8-bit mode meets its tolerance: their cell states reach |c| of
+56-109, a long memory over which each step's quantization error (of the
+weights, and of the activations that hybrid kernels quantize to 8 bits
+per call) adds up. Keeping Resemblyzer's heavy-tailed first-layer
+matrices float32 (weight_ih_l0 374:1, weight_hh_l0 69:1 per gate) takes the
+dynamic error from 109% to 25% (fused) and from 22% to 12% (unrolled,
+loop); the rest is the long memory, which finer scales do not remove (the
+unrolled and loop graphs already have one per row, the finest TFLite has).
+`export_tflite` warns (`QuantizationWarning`) where it predicts a miss: int8
+with heavy-tailed weights, and either mode when the cell state exceeds
+`LONG_MEMORY_CELL_STATE` on `representative_data`. For such models,
+`"float16"` stays within 0.23% on both, in every graph; check any quantized
+model on real data (`tflstm-convert ... --verify`).
 
 The model's inputs are `input` (`(L, N, H_in)`, or `(N, L, H_in)` with
 `batch_first`), one `h_0_l{k}[_reverse]` (N, H_out) and `c_0_l{k}[_reverse]`
@@ -90,14 +117,15 @@ L=3,000; the fused op, linear, takes 0.4 ms at L=100 and 3.2 ms at 1,000).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
 from _tflstm.extras import require
-from _tflstm.quiet import TFLITE_NOISE, filtered_stderr, without_info_logs
+from _tflstm.params import lstm_param_name as _state_name  # h_0_l1_reverse, ...
 from tflstm import _errors, _kernels
 from tflstm import _tflite_internals as internals
 from tflstm._litert_kernel import unrolled_forward
@@ -109,11 +137,20 @@ from tflstm._ops import (
     step,
     valid_steps,
 )
+from tflstm._quiet import TFLITE_NOISE, filtered_stderr, without_info_logs
 from tflstm.lstm import LSTM
 from tflstm.lstm_cell import LSTMCell
 
 GRAPHS = ("auto", "fused", "unrolled", "loop")
-QUANTIZE_MODES = (None, "dynamic", "int8")
+
+
+class QuantizationWarning(UserWarning):
+    """`export_tflite` predicts, from the layer's weights, that a quantized
+    model will miss its tolerance (`QUANTIZED_RTOL`); the message says why
+    and what to do."""
+
+
+QUANTIZE_MODES = (None, "dynamic", "int8", "float16")
 
 # The error against torch's float32 that a quantized model is held to (by the
 # tests and `tflstm-convert --verify`), relative to each tensor's largest
@@ -123,7 +160,37 @@ QUANTIZE_MODES = (None, "dynamic", "int8")
 # of a fresh random input beyond them was off by 5-19%), more where a layer's
 # outputs are far smaller than a trained model's (5-7% for torch's initial
 # weights without bias, outputs of 0.02).
-QUANTIZED_RTOL = {"dynamic": 2e-2, "int8": 5e-2}
+#
+# float16 weights (float32 math): up to 0.23% on Resemblyzer's and
+# silero-vad's LSTMs (benchmarks/quantize_real.md), 0.03% on a random
+# bidirectional layer with projection.
+QUANTIZED_RTOL = {"dynamic": 2e-2, "int8": 5e-2, "float16": 1e-2}
+
+# Heavy tails: where one quantization scale (a row of a FULLY_CONNECTED, a
+# gate matrix of the fused op, a projection) covers weights whose largest
+# magnitude exceeds this many times their median, most of them keep a handful
+# of int8 levels. Resemblyzer (benchmarks/quantize_real.md): weight_ih_l0
+# 374:1 over the matrix (61 against 0.163), 79-410:1 per gate, up to 1,311:1
+# per row; weight_hh_l0 up to 69:1 per gate and 66:1 per row; its other
+# matrices and silero-vad's 9-29:1; torch's initial (uniform) weights about
+# 2:1. A random layer given Resemblyzer's tails in weight_ih_l0 goes from
+# within 2% to a miss (tests/test_quantize_heavy_tails.py). Under
+# "dynamic", such a matrix keeps its float32 weights (in the fused op: its
+# whole layer and direction); "int8" cannot, and `export_tflite` warns.
+HEAVY_TAIL_RATIO = 50.0
+
+# Long memory: quantization errors add up over the steps during which the
+# forget gate keeps the cell state, and the largest |c_t| shows it. Measured
+# (tests/test_quantize_heavy_tails.py; torch's initial weights, H_in=40,
+# H=64 and 128, L=60, inputs uniform in [0, 1], forget-gate bias 0 to 3, the
+# fused graph): max|c| 0.6-1.5: errors 0.5-0.7% (dynamic), 0.8-1.0% (int8);
+# 3.4-5.2: 1.6-2.1% and 2.1%; 8.8-11.7: 3.8-6.6% and 3.9-7.5%. The bundled
+# demo model reaches 11.2 and meets both tolerances; Resemblyzer and
+# silero-vad reach 56-109 and miss them by far (benchmarks/quantize_real.md).
+# Above this bound (checked on `representative_data`: int8's calibration,
+# optional for "dynamic"), `export_tflite` warns; between 3 and 20 a model
+# may miss without a warning.
+LONG_MEMORY_CELL_STATE = 20.0
 
 # The longest fixed length that `graph="auto"` unrolls (above it, conversion
 # takes over 6 s and the file grows by about 2 KB per step).
@@ -148,8 +215,106 @@ def choose_graph(
     return "fused"
 
 
-def _state_name(kind: str, layer: int, direction: int) -> str:
-    return f"{kind}_l{layer}{'_reverse' if direction else ''}"
+def _spread(matrix: np.ndarray, blocks: str) -> float:
+    """The largest max|w| : median|w| over the blocks that share a scale:
+    `"rows"`, `"gates"` (4 row blocks) or `"tensor"`; the median over the
+    nonzero weights (a pruned matrix is not heavy-tailed for its zeros)."""
+    a = np.abs(np.asarray(matrix, np.float64))
+    parts = {"rows": list(a), "gates": np.split(a, 4), "tensor": [a]}[blocks]
+    worst = 0.0
+    for part in parts:
+        nonzero = part[part > 0]
+        if nonzero.size:
+            worst = max(worst, float(nonzero.max() / np.median(nonzero)))
+    return worst
+
+
+def _heavy_matrices(layer: LSTM | LSTMCell, per_row: bool) -> dict[str, float]:
+    """The weight matrices (torch's names) whose spread (`_spread`, per row
+    for `per_row`, else per gate matrix and per projection) exceeds
+    `HEAVY_TAIL_RATIO`, with that spread."""
+    heavy = {}
+    for variable in layer.weights:
+        name = variable.name.split("/")[-1].split(":")[0]
+        if not name.startswith("weight_"):
+            continue
+        blocks = "rows" if per_row else "tensor" if "_hr" in name else "gates"
+        spread = _spread(variable.numpy(), blocks)
+        if spread > HEAVY_TAIL_RATIO:
+            heavy[name] = spread
+    return heavy
+
+
+def _heavy_tail_message(layer: LSTM | LSTMCell, heavy: dict[str, float]) -> str:
+    shown = []
+    for name, spread in heavy.items():
+        w = np.abs(getattr(layer, name).numpy())
+        shown.append(
+            f"{name} ({spread:.0f}:1; median |w| {np.median(w):.3g}, max {w.max():.3g})"
+        )
+    return (
+        "quantize='int8' is predicted to miss its tolerance "
+        f"(QUANTIZED_RTOL={QUANTIZED_RTOL['int8']}): weights with a dynamic "
+        f"range above {HEAVY_TAIL_RATIO:.0f}:1 within one quantization scale in "
+        f"{', '.join(shown)}; int8 has one scale per gate matrix, which leaves "
+        "most of these weights a handful of levels. Use quantize='float16' "
+        "(half the float size, float32 math) or quantize='dynamic' (which "
+        "keeps such matrices float32)."
+    )
+
+
+def quantization_risks(
+    layer: LSTM | LSTMCell,
+    quantize: str | None,
+    inputs: Iterable[Any] = (),
+    *,
+    source: str = "the given inputs",
+) -> list[str]:
+    """Why a model quantized with `quantize` is predicted to miss its
+    tolerance (`QUANTIZED_RTOL`): what `export_tflite` warns, with the cell
+    state checked on `inputs` (batched inputs laid out as the layer's; not for
+    an `LSTMCell`, which runs one step). `tflstm-convert --verify` says it
+    when a quantized model fails.
+
+    >>> quantization_risks(LSTM(4, 8), "dynamic", [np.zeros((5, 2, 4))])
+    []
+    """
+    data = []
+    if isinstance(layer, LSTM):
+        data = [np.asarray(x, "float32") for x in inputs]
+    return _predicted_misses(layer, quantize, data, source)
+
+
+def _predicted_misses(
+    layer: LSTM | LSTMCell,
+    quantize: str | None,
+    calibration: list[np.ndarray],
+    source: str = "`representative_data`",
+) -> list[str]:
+    """Why the quantized model is predicted to miss `QUANTIZED_RTOL`: int8
+    and heavy-tailed weights (`HEAVY_TAIL_RATIO`); a cell state that grows
+    beyond `LONG_MEMORY_CELL_STATE` on `calibration` (empty: not checked)."""
+    if quantize in (None, "float16"):
+        return []
+    messages = []
+    if quantize == "int8":
+        heavy = _heavy_matrices(layer, per_row=False)
+        if heavy:
+            messages.append(_heavy_tail_message(layer, heavy))
+    if calibration and isinstance(layer, LSTM):
+        largest = max(_cell_state_maxima(layer, calibration).values())
+        if largest > LONG_MEMORY_CELL_STATE:
+            messages.append(
+                f"quantize={quantize!r} is likely to miss its tolerance "
+                f"(QUANTIZED_RTOL={QUANTIZED_RTOL[quantize]}): the cell state "
+                f"reaches |c| = {largest:.3g} on {source} (above "
+                f"{LONG_MEMORY_CELL_STATE:g}: a long memory, over which "
+                "the 8-bit rounding errors of every step add up). Use "
+                "quantize='float16' (half the float size, float32 math) or "
+                "quantize=None, or check the error on your data "
+                "(`tflstm-convert ... --verify`)."
+            )
+    return messages
 
 
 def _pairs(layer: LSTM) -> list[tuple[int, int]]:
@@ -190,7 +355,7 @@ def _time_major(layer: LSTM, input: tf.Tensor) -> tf.Tensor:
     return tf.transpose(input, [1, 0, 2]) if layer.batch_first else input
 
 
-def _converter(serve: Callable) -> tf.lite.TFLiteConverter:
+def _converter(serve: Any) -> tf.lite.TFLiteConverter:
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
         [serve.get_concrete_function()], tf.Module()
     )
@@ -200,8 +365,10 @@ def _converter(serve: Callable) -> tf.lite.TFLiteConverter:
 
 def _convert(serve: Callable, quantize: str | None = None) -> bytes:
     converter = _converter(serve)
-    if quantize == "dynamic":
+    if quantize in ("dynamic", "float16"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":  # float16 weights, DEQUANTIZE ops, float32 math
+        converter.target_spec.supported_types = [tf.float16]
     # The converter's C++ log lines, and its Python INFO line.
     with filtered_stderr(TFLITE_NOISE), without_info_logs():
         return converter.convert()
@@ -275,23 +442,31 @@ def _reverse(t: tf.Tensor, lengths: tf.Tensor | None) -> tf.Tensor:
     return tf.gather_nd(t, tf.stack([source, batch], -1))
 
 
-def _fused_weights(layer: LSTM, k: int, d: int) -> dict[str, np.ndarray | None]:
-    """The composite's arguments (Keras's layout) and the projection."""
+class _FusedWeights(NamedTuple):
+    """One fused op's arguments (Keras's layout) and its projection."""
+
+    kernel: np.ndarray  # weight_ih^T (H_in, 4*H)
+    recurrent_kernel: np.ndarray  # weight_hh^T (H_out, 4*H)
+    bias: np.ndarray  # bias_ih + bias_hh, or zeros (4*H,)
+    weight_hr: np.ndarray | None  # (H_out, H)
+
+
+def _fused_weights(layer: LSTM, k: int, d: int) -> _FusedWeights:
     weights = _float32_weights(layer, k).direction(d)
     bias = weights.bias
     if bias is None:
         bias = np.zeros(4 * layer.hidden_size, "float32")
-    return {
-        "kernel": weights.weight_ih.T.copy(),
-        "recurrent_kernel": weights.weight_hh.T.copy(),
-        "bias": bias,
-        "weight_hr": weights.weight_hr,
-    }
+    return _FusedWeights(
+        weights.weight_ih.T.copy(),
+        weights.weight_hh.T.copy(),
+        bias,
+        weights.weight_hr,
+    )
 
 
 def _fused_graph(
     layer: LSTM, specs: list, lengths: bool, int8: bool
-) -> tuple[Callable, dict]:
+) -> tuple[Any, dict[str, np.ndarray | None], dict[str, str]]:
     """The fused graph, each op's projection by its h_0 input's name, and the
     states that the patch exposes (output name -> state input name).
 
@@ -322,7 +497,7 @@ def _fused_graph(
             for d in range(d_count):
                 i = 2 * (k * d_count + d)
                 w = weights[k, d]
-                kernel, x_d = w["kernel"], x
+                kernel, x_d = w.kernel, x
                 if lengths and not int8:
                     kernel, feature = _padding(kernel, layer.hidden_size)
                     x_d = tf.concat([x, (1.0 - valid) * feature], -1)
@@ -332,8 +507,8 @@ def _fused_graph(
                     hx[i],
                     hx[i + 1],
                     tf.constant(kernel),
-                    tf.constant(w["recurrent_kernel"]),
-                    tf.constant(w["bias"]),
+                    tf.constant(w.recurrent_kernel),
+                    tf.constant(w.bias),
                 )
                 y = _reverse(y, seq_lengths) if d else y
                 outputs.append(y * valid if lengths else y)
@@ -350,9 +525,7 @@ def _fused_graph(
         result["output"] = _time_major(layer, x)
         return result
 
-    projections = {
-        _state_name("h_0", k, d): weights[k, d]["weight_hr"] for k, d in pairs
-    }
+    projections = {_state_name("h_0", k, d): weights[k, d].weight_hr for k, d in pairs}
     states = ("c",) if h_from_output else ("h", "c")
     return serve, projections, _state_outputs(layer, states)
 
@@ -422,6 +595,8 @@ def _export_fused(
     specs = _signature(layer, batch_size, fixed_length, lengths)
     serve, projections, exposed = _fused_graph(layer, specs, lengths, int8)
     flatbuffer = _convert(serve, quantize)
+    if quantize == "dynamic":
+        flatbuffer = _keep_heavy_fused_float(layer, flatbuffer, lengths)
     if not int8:
         return internals.patch(flatbuffer, projections, exposed)
     flatbuffer = internals.patch(flatbuffer, projections, {})
@@ -440,6 +615,33 @@ def _export_fused(
         _cell_state_maxima(layer, calibration),
         {} if lengths else exposed,
     )
+
+
+def _keep_heavy_fused_float(layer: LSTM, flatbuffer: bytes, lengths: bool) -> bytes:
+    """The hybrid fused graph with the ops whose gate matrices are
+    heavy-tailed (`_heavy_matrices`) in float32."""
+    heavy = _heavy_matrices(layer, per_row=False)
+    ops = {}
+    for k, d in _pairs(layer):
+        suffix = f"_l{k}{'_reverse' if d else ''}"
+        if not any(name.endswith(suffix) for name in heavy):
+            continue
+        w = _fused_weights(layer, k, d)
+        kernel = w.kernel
+        if lengths:  # the padding row that `_fused_graph` adds
+            kernel, _ = _padding(kernel, layer.hidden_size)
+        ops[_state_name("h_0", k, d)] = (kernel.T, w.recurrent_kernel.T)
+    return internals.keep_fused_float(flatbuffer, ops) if ops else flatbuffer
+
+
+def _keep_heavy_float(layer: LSTM | LSTMCell, flatbuffer: bytes) -> bytes:
+    """A hybrid graph of FULLY_CONNECTED ops (per-row weight scales) with the
+    heavy-tailed matrices (`_heavy_matrices`) in float32."""
+    heavy = _heavy_matrices(layer, per_row=True)
+    if not heavy:
+        return flatbuffer
+    matrices = [getattr(layer, name).numpy().astype("float32") for name in heavy]
+    return internals.keep_float_matrices(flatbuffer, matrices)
 
 
 # -- LSTMCell ----------------------------------------------------------------------
@@ -466,7 +668,10 @@ def _export_cell(cell: LSTMCell, batch_size: int, quantize: str | None) -> bytes
         h, c, _, _ = step(x_gates, h_0, c_0, tf.constant(weight_hh.T), None)
         return {"h_1": h, "c_1": c}
 
-    return _convert(serve, quantize)
+    flatbuffer = _convert(serve, quantize)
+    if quantize == "dynamic":
+        flatbuffer = _keep_heavy_float(cell, flatbuffer)
+    return flatbuffer
 
 
 # -- the public functions ----------------------------------------------------------
@@ -559,13 +764,16 @@ def export_tflite(
             lengths must lie in [1, L]; the model does not check them.
             Defaults to False.
         quantize: `None` (default: float32), `"dynamic"` (int8 weights,
-            float activations) or `"int8"` (full integer with a 16-bit cell
-            state; the fused graph).
-        representative_data: With `quantize="int8"` (required then, refused
-            otherwise): an iterable of inputs laid out as the layer's input,
-            each of a batch that is a multiple of `batch_size`, from which
-            the activations' ranges are calibrated. A few batches of real
-            data; zero initial states.
+            float activations), `"int8"` (full integer with a 16-bit cell
+            state; the fused graph) or `"float16"` (float16 weights, float32
+            math: half the size, for models that 8 bits do not serve).
+        representative_data: An iterable of inputs laid out as the layer's
+            input, each of a batch that is a multiple of `batch_size`; a few
+            batches of real data, zero initial states. With `quantize="int8"`
+            (required): the activations' ranges are calibrated on it. With
+            `"dynamic"` (optional): only the accuracy check (a
+            `QuantizationWarning` where the cell state grows beyond
+            `LONG_MEMORY_CELL_STATE`). Refused with `quantize=None`.
         fused: Kept for compatibility: `True` is `graph="fused"`, `False`
             `graph="loop"`. Defaults to None (use `graph`).
 
@@ -574,6 +782,11 @@ def export_tflite(
 
     Raises:
         ValueError: for an invalid argument or combination, before any work.
+
+    Warns:
+        QuantizationWarning: when the quantized model is predicted to miss
+            `QUANTIZED_RTOL` (heavy-tailed weights under int8, a long memory
+            on `representative_data`); the message says why and what to do.
 
     Example:
 
@@ -606,20 +819,27 @@ def export_tflite(
         graph = "fused" if fused else "loop"
     _errors.check_bool("sequence_lengths", sequence_lengths)
     _errors.check_choice("quantize", quantize, QUANTIZE_MODES)
-    if representative_data is not None and quantize != "int8":
+    if representative_data is not None and quantize in (None, "float16"):
         raise ValueError(
-            "Expected `representative_data` only with quantize='int8' (the "
-            "other modes need no calibration). Received: "
+            "Expected `representative_data` only with quantize='int8' or "
+            "'dynamic' (float models need no calibration). Received: "
             f"quantize={quantize!r} and representative_data"
         )
     if isinstance(layer, LSTMCell):
-        if sequence_lengths or fixed_length is not None or quantize == "int8":
+        if (
+            sequence_lengths
+            or fixed_length is not None
+            or quantize == "int8"
+            or representative_data is not None
+        ):
             raise ValueError(
                 "Expected a tflstm.LSTM for `sequence_lengths=True`, "
-                "`fixed_length` or quantize='int8' (a cell runs one step, "
-                "quantized with quantize='dynamic'). Received: a "
-                f"tflstm.LSTMCell with sequence_lengths={sequence_lengths}, "
-                f"fixed_length={fixed_length}, quantize={quantize!r}"
+                "`fixed_length`, quantize='int8' or `representative_data` (a "
+                "cell runs one step, quantized with quantize='dynamic'). "
+                f"Received: a tflstm.LSTMCell with sequence_lengths="
+                f"{sequence_lengths}, fixed_length={fixed_length}, "
+                f"quantize={quantize!r}, representative_data "
+                f"{'given' if representative_data is not None else 'None'}"
             )
         flatbuffer = _export_cell(layer, batch_size, quantize)
     else:
@@ -640,10 +860,12 @@ def export_tflite(
                 f"Received: graph={graph!r}"
             )
         calibration = []
-        if quantize == "int8":
+        if quantize == "int8" or representative_data is not None:
             calibration = _calibration_inputs(
                 layer, representative_data, batch_size, fixed_length
             )
+        for message in _predicted_misses(layer, quantize, calibration):
+            warnings.warn(message, QuantizationWarning, stacklevel=2)
         if graph == "fused":
             flatbuffer = _export_fused(
                 layer, batch_size, fixed_length, sequence_lengths, quantize, calibration
@@ -653,6 +875,8 @@ def export_tflite(
             specs = _signature(layer, batch_size, fixed_length, sequence_lengths)
             serve = _kernel_graph(layer, kernel, specs, sequence_lengths)
             flatbuffer = _convert(serve, quantize)
+            if quantize == "dynamic":
+                flatbuffer = _keep_heavy_float(layer, flatbuffer)
     if path is not None:
         with open(path, "wb") as f:
             f.write(flatbuffer)
