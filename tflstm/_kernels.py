@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import tensorflow as tf
 
@@ -62,16 +62,17 @@ Kernel = Callable[..., tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
 # -- loop ----------------------------------------------------------------------
 
 
-def _loop_recurrence(x, h0, c0, weights, valid):
+def _loop_recurrence(x, h0, c0, weights, valid, *, xla=False):
     """Inference: stores only the outputs; the input is projected a block of
-    steps at a time, so no (L, N, 4*H) tensor is held."""
+    steps at a time, so no (L, N, 4*H) tensor is held. `xla`: traced for XLA
+    (which reads steps one index at a time, `tflstm._ops.window`)."""
     weight_hh_t = transposed(weights.weight_hh)
     weight_hr_t = transposed(weights.weight_hr)
     zeros = tf.zeros_like(h0)
 
     def body(t0, k, state):
-        z = unstack_steps(project(window(x, t0, k), weights), 0, k)
-        masks = [None] * k if valid is None else unstack_steps(valid, t0, k)
+        z = unstack_steps(project(window(x, t0, k, xla=xla), weights), 0, k, xla=xla)
+        masks = [None] * k if valid is None else unstack_steps(valid, t0, k, xla=xla)
         h, c, outputs = inference_steps(
             z, masks, *state, weight_hh_t, weight_hr_t, zeros
         )
@@ -81,25 +82,35 @@ def _loop_recurrence(x, h0, c0, weights, valid):
     return output, h_n, c_n
 
 
-def loop_forward(x, h0, c0, weights, lengths):
+def loop_forward(x, h0, c0, weights, lengths, *, xla=False):
     """`loop` with TensorFlow's own (autodiff) gradient: the `portable`
     kernel of exports, which then hold no custom gradient to serialise."""
-    return directions(_loop_recurrence, x, h0, c0, weights, lengths)
+    recurrence = functools.partial(_loop_recurrence, xla=xla)
+    return directions(recurrence, x, h0, c0, weights, lengths)
 
 
 # -- bptt ----------------------------------------------------------------------
 
 
-def _bptt_forward(x_gates, h0, c0, weight_hh, weight_hr, valid):
-    """The training forward loop: outputs and what the gradient needs, all
-    dense (L, N, ...) tensors (so that they can leave an XLA function)."""
+class _Tape(NamedTuple):
+    """What the training forward loop saves for the backward one: dense
+    (L, N, ...) tensors, so that they can leave an XLA function."""
+
+    output: tf.Tensor  # h_t (0 past a sequence's length)
+    cs: tf.Tensor  # c_t
+    acts: tf.Tensor  # the activated gates (i, f, g, o), concatenated
+    ms: tf.Tensor | None  # o * tanh(c_t), which the projection maps to h_t
+
+
+def _bptt_forward(x_gates, h0, c0, weight_hh, weight_hr, valid, xla=False):
+    """The training forward loop: the final states and the `_Tape`."""
     weight_hh_t, weight_hr_t = transposed(weight_hh), transposed(weight_hr)
     zeros = tf.zeros_like(h0)
 
     def body(t0, k, state):
         h, c = state
-        z = unstack_steps(x_gates, t0, k)
-        masks = [None] * k if valid is None else unstack_steps(valid, t0, k)
+        z = unstack_steps(x_gates, t0, k, xla=xla)
+        masks = [None] * k if valid is None else unstack_steps(valid, t0, k, xla=xla)
         outputs, cells, acts, ms = [], [], [], []
         for j in range(k):
             h_new, c_new, gates, m = step(z[j], h, c, weight_hh_t, weight_hr_t)
@@ -114,16 +125,18 @@ def _bptt_forward(x_gates, h0, c0, weight_hh, weight_hr, valid):
 
     like = [h0, c0, x_gates[0]] + ([c0] if weight_hr is not None else [])
     (h_n, c_n), saved = blocked_loop(dims(x_gates)[0], body, (h0, c0), like)
-    if weight_hr is None:
-        saved.append(tf.zeros([0], x_gates.dtype))
-    return (h_n, c_n, *saved)
+    return h_n, c_n, _Tape(*saved, *([] if weight_hr is not None else [None]))
 
 
-def _bptt_backward(
-    d_output, d_h_n, d_c_n, h0, c0, weight_hh, weight_hr, valid, output, cs, acts, ms
-):
+def _bptt_backward(upstream, start, weight_hh, weight_hr, valid, tape, xla=False):
     """Backpropagation through time of `_bptt_forward` in one reverse loop;
-    the weight gradients are blocked matmuls over all L*N steps after it."""
+    the weight gradients are blocked matmuls over all L*N steps after it.
+
+    `upstream`: the gradients of (output, h_n, c_n); `start`: (h0, c0).
+    Returns the gradients of x_gates, h0, c0, weight_hh (and weight_hr)."""
+    d_output, d_h_n, d_c_n = upstream
+    h0, c0 = start
+    output, cs, acts, ms = tape
     # Every factor that does not depend on the running gradients, for all
     # steps at once (a few large elementwise ops): the loop is left with the
     # recurrence itself.
@@ -140,10 +153,10 @@ def _bptt_backward(
 
     def body(t0, k, state):
         dh_next, dc_next = state
-        factors = unstack_steps(gate_factors, t0, k)
-        states = unstack_steps(state_factors, t0, k)
-        upstream = unstack_steps(d_output, t0, k)
-        masks = [None] * k if valid is None else unstack_steps(valid, t0, k)
+        factors = unstack_steps(gate_factors, t0, k, xla=xla)
+        states = unstack_steps(state_factors, t0, k, xla=xla)
+        upstream = unstack_steps(d_output, t0, k, xla=xla)
+        masks = [None] * k if valid is None else unstack_steps(valid, t0, k, xla=xla)
         dzs, dhs = [None] * k, [None] * k
         for j in reversed(range(k)):
             dh = dh_next + upstream[j]
@@ -208,43 +221,45 @@ def _contract(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
 
 # With XLA: each loop compiled (once per input shape). Dense tensors in and
 # out, so no TensorList crosses the XLA boundary.
-_bptt_forward_xla = tf.function(_bptt_forward, jit_compile=True, autograph=False)
-_bptt_backward_xla = tf.function(_bptt_backward, jit_compile=True, autograph=False)
+def _compiled(fn: Callable) -> Callable:
+    """`fn` traced for XLA and compiled by it, once per input shape."""
+    return tf.function(
+        functools.partial(fn, xla=True), jit_compile=True, autograph=False
+    )
 
 
-def _bptt_recurrence(x, h0, c0, weights, valid, *, xla=False):
+_bptt_forward_xla = _compiled(_bptt_forward)
+_bptt_backward_xla = _compiled(_bptt_backward)
+
+
+def _bptt_recurrence(x, h0, c0, weights, valid, *, xla=False, compiled=False):
     """The training path of one direction. The input projection of all steps
     is one matmul (autodiff gives its gradient); the recurrence has the
-    hand-written gradient."""
-    forward = _bptt_forward_xla if xla else _bptt_forward
-    backward = _bptt_backward_xla if xla else _bptt_backward
+    hand-written gradient. `compiled`: both loops compiled by XLA on their
+    own; `xla`: traced inside an XLA computation already."""
+    forward = (
+        _bptt_forward_xla if compiled else functools.partial(_bptt_forward, xla=xla)
+    )
+    backward = (
+        _bptt_backward_xla if compiled else functools.partial(_bptt_backward, xla=xla)
+    )
     weight_hr = weights.weight_hr
 
     @tf.custom_gradient
     def recurrence(x_gates, h0, c0, weight_hh, *maybe_weight_hr):
-        h_n, c_n, output, cs, acts, ms = forward(
-            x_gates, h0, c0, weight_hh, weight_hr, valid
-        )
+        h_n, c_n, tape = forward(x_gates, h0, c0, weight_hh, weight_hr, valid)
 
         # Closes over dense tensors only (no TensorArray handles), so that
         # SavedModel can serialise it with the forward function.
         def grad(d_output, d_h_n, d_c_n):
-            return backward(
-                _or_zeros(d_output, output),
+            upstream = (
+                _or_zeros(d_output, tape.output),
                 _or_zeros(d_h_n, h0),
                 _or_zeros(d_c_n, c0),
-                h0,
-                c0,
-                weight_hh,
-                weight_hr,
-                valid,
-                output,
-                cs,
-                acts,
-                ms if weight_hr is not None else None,
             )
+            return backward(upstream, (h0, c0), weight_hh, weight_hr, valid, tape)
 
-        return (output, h_n, c_n), grad
+        return (tape.output, h_n, c_n), grad
 
     args = [project(x, weights), h0, c0, weights.weight_hh]
     return recurrence(*args, *([] if weight_hr is None else [weight_hr]))
@@ -254,12 +269,14 @@ def _or_zeros(upstream: tf.Tensor | None, like: tf.Tensor) -> tf.Tensor:
     return tf.zeros_like(like) if upstream is None else upstream
 
 
-def bptt(x, h0, c0, weights, lengths):
-    return directions(_bptt_recurrence, x, h0, c0, weights, lengths)
+def bptt(x, h0, c0, weights, lengths, *, xla=False):
+    recurrence = functools.partial(_bptt_recurrence, xla=xla)
+    return directions(recurrence, x, h0, c0, weights, lengths)
 
 
-def bptt_xla(x, h0, c0, weights, lengths):
-    recurrence = functools.partial(_bptt_recurrence, xla=True)
+def bptt_xla(x, h0, c0, weights, lengths, *, xla=False):
+    del xla  # compiled on its own either way
+    recurrence = functools.partial(_bptt_recurrence, compiled=True)
     return directions(recurrence, x, h0, c0, weights, lengths)
 
 
@@ -273,7 +290,7 @@ def _with_bptt_gradient(forward: Kernel) -> Kernel:
     autodiff gradient of the inference loop, which is slow to trace and
     accumulates the weight gradients step by step (less accurate)."""
 
-    def kernel(x, h0, c0, weights, lengths):
+    def kernel(x, h0, c0, weights, lengths, *, xla=False):
         present = [w is not None for w in weights]
 
         def unpack(tensors):
@@ -286,13 +303,13 @@ def _with_bptt_gradient(forward: Kernel) -> Kernel:
                 args = (x, h0, c0, *tensors)
                 with tf.GradientTape() as tape:
                     tape.watch(args)
-                    outputs = bptt(x, h0, c0, unpack(tensors), lengths)
+                    outputs = bptt(x, h0, c0, unpack(tensors), lengths, xla=xla)
                 upstream = [
                     _or_zeros(u, o) for u, o in zip(upstream, outputs, strict=True)
                 ]
                 return tape.gradient(outputs, args, output_gradients=upstream)
 
-            return forward(x, h0, c0, unpack(tensors), lengths), grad
+            return forward(x, h0, c0, unpack(tensors), lengths, xla=xla), grad
 
         return run(x, h0, c0, *(w for w in weights if w is not None))
 
@@ -302,11 +319,11 @@ def _with_bptt_gradient(forward: Kernel) -> Kernel:
 loop = _with_bptt_gradient(loop_forward)
 
 
-def _block_forward(x, h0, c0, weights, lengths):
+def _block_forward(x, h0, c0, weights, lengths, *, xla=False):
     """TensorFlow's fused LSTM kernel, `BlockLSTMV2`, one op per direction. It
     takes the gates in PyTorch's order (i, f, g, o) with `w = [weight_ih^T;
     weight_hh^T]` and one bias; it has no projection and no lengths."""
-    del lengths  # the policy never chooses this kernel with lengths
+    del lengths, xla  # the policy never chooses it with lengths, nor in XLA
 
     def recurrence(x, h0, c0, weights, valid):
         w = tf.concat([transposed(weights.weight_ih), transposed(weights.weight_hh)], 0)
@@ -334,10 +351,15 @@ def _block_forward(x, h0, c0, weights, lengths):
 
 
 block = _with_bptt_gradient(_block_forward)
-# XLA compiles it once per input shape.
-loop_xla = _with_bptt_gradient(
-    tf.function(loop_forward, jit_compile=True, autograph=False)
-)
+_loop_forward_xla = _compiled(loop_forward)
+
+
+def _loop_compiled(x, h0, c0, weights, lengths, *, xla=False):
+    del xla  # compiled on its own either way
+    return _loop_forward_xla(x, h0, c0, weights, lengths)
+
+
+loop_xla = _with_bptt_gradient(_loop_compiled)
 
 
 # -- cuDNN ---------------------------------------------------------------------
@@ -368,10 +390,11 @@ def cudnn_params(weights: LSTMWeights, rocm: bool) -> tf.Tensor:
     return tf.concat([tf.reshape(p, [-1]) for p in pieces], 0)
 
 
-def cudnn(x, h0, c0, weights, lengths):
+def cudnn(x, h0, c0, weights, lengths, *, xla=False):
     """cuDNN's LSTM (`CudnnRNNV3`), one call per direction, with cuDNN's own
     gradient (the kernel torch uses on GPU). GPU only, no projection. With
     `lengths`, cuDNN's own variable-length mode (padded outputs are 0)."""
+    del xla  # GPU only, never chosen inside XLA
     steps, batch = dims(x)[:2]
     rocm = _is_rocm()
     lengths_or_full = tf.fill([batch], steps) if lengths is None else lengths
@@ -422,15 +445,17 @@ def run_kernel(
     lengths: tf.Tensor | None,
     *,
     inline: bool = False,
+    xla: bool = False,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Runs the kernel `name`: its ops traced into the graph being built with
-    `inline=True` (`_policy.inline`: exports and XLA), else through its cached
+    `inline=True` (`_policy.inline`: exports and XLA; `xla`: that graph is an
+    XLA computation, `KernelFacts.in_xla`), else through its cached
     tf.function, traced once per process for every size (eager calls, and
     graphs such as Keras's train and predict functions, which then hold one
     call op per layer instead of the loops)."""
     kernel = KERNELS[name]
     if inline:
-        return kernel(x, h0, c0, weights, lengths)
+        return kernel(x, h0, c0, weights, lengths, xla=xla)
     if weights.bias is None:  # one trace for both: adding zeros is exact
         gate_size = tf.shape(weights.weight_ih)[1]
         bias = tf.zeros([weights.num_directions, gate_size], x.dtype)

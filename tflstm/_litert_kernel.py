@@ -85,10 +85,11 @@ def _buffer_recurrence(x, h0, c0, weights: LSTMWeights, valid):
     return buffer, h, c
 
 
-def buffer_loop_forward(x, h0, c0, weights, lengths):
+def buffer_loop_forward(x, h0, c0, weights, lengths, *, xla=False):
     """The builtin-only kernel for a dynamic batch and length (Keras's
     `model.export(format="litert")`); quadratic in L (see the module
     docstring)."""
+    del xla  # an export: never inside XLA
     return directions(_buffer_recurrence, x, h0, c0, weights, lengths)
 
 
@@ -114,6 +115,7 @@ def _unrolled_recurrence(x, h0, c0, weights: LSTMWeights, valid):
     return tf.stack(outputs), h, c
 
 
-def unrolled_forward(x, h0, c0, weights, lengths):
+def unrolled_forward(x, h0, c0, weights, lengths, *, xla=False):
     """The fixed-(L, N) unrolled graph (see the module docstring)."""
+    del xla  # an export: never inside XLA
     return directions(_unrolled_recurrence, x, h0, c0, weights, lengths)

@@ -21,8 +21,6 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-from tflstm import _probes
-
 # Every path uses TensorFlow's own sigmoid and tanh in the compute dtype:
 # float64 activations on the training path bought no accuracy that the
 # float32 criterion of tests/test_long.py can see, and cost a tenth to a
@@ -190,19 +188,21 @@ def project(x: tf.Tensor, weights: LSTMWeights) -> tf.Tensor:
     return tf.reshape(z, [*lead, -1])
 
 
-def window(t: tf.Tensor, t0: Any, k: int) -> tf.Tensor:
+def window(t: tf.Tensor, t0: Any, k: int, *, xla: bool = False) -> tf.Tensor:
     """Steps t0 .. t0+k-1 of a time-major tensor, (k, ...). A slice of static
-    size k (`t[t0 : t0 + k]` has no static size, which XLA needs); under XLA,
-    the k steps taken one at a time (`_xla_steps`)."""
-    if _probes.in_xla():
+    size k (`t[t0 : t0 + k]` has no static size, which XLA needs); with `xla`
+    (traced for XLA), the k steps taken one at a time (`_xla_steps`)."""
+    if xla:
         return tf.stack(_xla_steps(t, t0, k))
     rank = len(t.shape)
     return tf.slice(t, tf.stack([t0] + [0] * (rank - 1)), [k] + [-1] * (rank - 1))
 
 
-def unstack_steps(t: tf.Tensor, t0: Any, k: int) -> list[tf.Tensor]:
+def unstack_steps(
+    t: tf.Tensor, t0: Any, k: int, *, xla: bool = False
+) -> list[tf.Tensor]:
     """Steps t0 .. t0+k-1 of a time-major tensor, one tensor each."""
-    if _probes.in_xla():
+    if xla:
         return _xla_steps(t, t0, k)
     return tf.unstack(window(t, t0, k), num=k)
 

@@ -23,9 +23,6 @@ still correct, by autodiff or recomputation).
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Iterator
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -168,31 +165,6 @@ def _describe(facts: KernelFacts) -> str:
     )
 
 
-_exporting = threading.local()
-
-
-@contextlib.contextmanager
-def exporting(kind: str = "saved_model") -> Iterator[None]:
-    """While tracing a layer for an export ("saved_model" or "litert"):
-    portable kernels only (no cuDNN, no BlockLSTMV2), unless the user asked
-    for them by name."""
-    previous = getattr(_exporting, "kind", "")
-    _exporting.kind = kind
-    try:
-        yield
-    finally:
-        _exporting.kind = previous
-
-
-def is_exporting() -> str:
-    """The export being traced: inside `exporting()`, or traced by Keras's
-    `model.export` ("saved_model" or "litert"); "" otherwise."""
-    kind = getattr(_exporting, "kind", "")
-    if kind or tf.executing_eagerly():
-        return kind
-    return _probes.keras_export_kind()
-
-
 def gather_facts(
     *,
     training: bool,
@@ -203,9 +175,16 @@ def gather_facts(
     batch: int | None,
     kernel: str,
     use_cudnn: str | bool,
+    exporting: str = "",
 ) -> KernelFacts:
-    """The facts of a call, the environment probed now (at trace time)."""
+    """The facts of a call, the environment probed now (at trace time).
+
+    `exporting`: the export the caller is tracing ("saved_model", "litert");
+    otherwise Keras's `model.export`, if it is the one tracing, says which
+    (`_probes.keras_export_kind`)."""
     scope = _probes.device_scope()
+    if not exporting and not tf.executing_eagerly():
+        exporting = _probes.keras_export_kind()
     return KernelFacts(
         training=training,
         dtype=dtype,
@@ -215,7 +194,7 @@ def gather_facts(
         batch=batch,
         gpu=_probes.gpu_visible() and scope != "CPU",
         in_xla=_probes.in_xla(),
-        exporting=is_exporting(),
+        exporting=exporting,
         kernel=kernel,
         use_cudnn=use_cudnn,
     )

@@ -28,7 +28,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from tflstm import _errors, _policy
+from tflstm import _errors
 from tflstm._quiet import without_info_logs
 from tflstm.lstm import LSTM
 from tflstm.lstm_cell import LSTMCell
@@ -97,7 +97,10 @@ class ServingModule(tf.Module):
 
     def _run(self, input: tf.Tensor, hx: Any = None, **kwargs: Any) -> Any:
         if isinstance(self.layer, LSTM):  # (output, (h_n, c_n)), whatever
-            return self.layer.forward(input, hx, training=False, **kwargs)
+            # Traced for the SavedModel: portable kernels only.
+            return self.layer.forward(
+                input, hx, training=False, export="saved_model", **kwargs
+            )
         return self.layer(input, hx)
 
     def _serve(self, input: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -148,6 +151,5 @@ def export_saved_model(
     [('c_n', (2, 2, 5)), ('h_n', (2, 2, 5)), ('output', (7, 2, 5))]
     """
     module = ServingModule(layer, sequence_lengths=sequence_lengths)
-    # Traced here: portable kernels only.
-    with _policy.exporting(), without_info_logs():
+    with without_info_logs():
         tf.saved_model.save(module, os.fspath(path), signatures=module.signatures())

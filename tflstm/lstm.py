@@ -470,9 +470,13 @@ class LSTM(keras.layers.Layer):
         training: bool | None = None,
         sequence_lengths: Any = None,
         mask: Any = None,
+        *,
+        export: str = "",
     ) -> tuple[tf.Tensor, tuple[tf.Tensor, tf.Tensor]]:
         """`call`'s computation, always returning `(output, (h_n, c_n))`
-        whatever `return_state` (what the exporters use)."""
+        whatever `return_state` (what the exporters use). `export`: the
+        export being traced ("saved_model", "litert"), which runs portable
+        kernels only (no cuDNN, no BlockLSTMV2) unless asked for by name."""
         batched = self._check_inputs(input, hx)
         if sequence_lengths is not None:
             sequence_lengths = tf.convert_to_tensor(sequence_lengths)
@@ -511,7 +515,7 @@ class LSTM(keras.layers.Layer):
                 h0, c0 = h0[:, None], c0[:, None]
 
         h_n, c_n = [], []
-        facts = self._kernel_facts(x, bool(training), lengths)
+        facts = self._kernel_facts(x, bool(training), lengths, export)
         kernel, inline = _policy.choose_kernel(facts), _policy.inline(facts)
         for layer in range(self.num_layers):
             states = slice(
@@ -525,6 +529,7 @@ class LSTM(keras.layers.Layer):
                 self.layer_weights(layer),
                 lengths,
                 inline=inline,
+                xla=facts.in_xla,
             )
             x.set_shape([None, None, self.num_directions * self.output_size])
             h_n.append(h)
@@ -541,7 +546,7 @@ class LSTM(keras.layers.Layer):
         return x, (h_n, c_n)
 
     def _kernel_facts(
-        self, x: tf.Tensor, training: bool, lengths: tf.Tensor | None
+        self, x: tf.Tensor, training: bool, lengths: tf.Tensor | None, export: str
     ) -> _policy.KernelFacts:
         """`x`: the time-major input (L, N, H_in)."""
         return _policy.gather_facts(
@@ -553,6 +558,7 @@ class LSTM(keras.layers.Layer):
             batch=x.shape[1],
             kernel=self.kernel,
             use_cudnn=self.use_cudnn,
+            exporting=export,
         )
 
     def _dropout(self, x: tf.Tensor) -> tf.Tensor:
