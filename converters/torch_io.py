@@ -17,7 +17,6 @@ import tflstm
 from _tflstm.extras import require
 from converters.checkpoint import is_module, open_checkpoint, to_numpy
 from converters.discover import check_state_dict, infer_spec, normalize_prefix, select
-from tflstm._init import initial_values
 
 Layer = tflstm.LSTM | tflstm.LSTMCell
 Source = Any  # nn.LSTM, nn.LSTMCell, nn.Module, a state_dict or a path
@@ -117,7 +116,7 @@ def from_torch(
         kwargs["dropout"] = (
             dropout if dropout is not None else float(getattr(module, "dropout", 0.0))
         )
-        layer_cls: type = tflstm.LSTM
+        layer_cls: type[tflstm.LSTM] | type[tflstm.LSTMCell] = tflstm.LSTM
     else:
         if batch_first is not None or dropout is not None:
             raise ValueError(
@@ -132,8 +131,10 @@ def from_torch(
     def initial(name: str) -> Callable:
         return lambda shape, dtype=None: read(name).astype(dtype, copy=False)
 
-    with initial_values({name: initial(name) for name in spec.param_shapes()}):
-        return layer_cls(**kwargs, dtype=dtype or _default_dtype(params))
+    values = {name: initial(name) for name in spec.param_shapes()}
+    return layer_cls.from_weights(
+        values, **kwargs, dtype=dtype or _default_dtype(params)
+    )
 
 
 def load_weights(layer: Layer, state_dict: Mapping[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import keras
@@ -11,7 +12,7 @@ import tensorflow as tf
 
 from _tflstm.params import lstm_param_name, lstm_param_shapes
 from tflstm import _errors, _policy, _probes
-from tflstm._init import create_weights
+from tflstm._init import create_weights, with_weights
 from tflstm._kernels import run_kernel
 from tflstm._ops import (
     LSTMWeights,
@@ -567,6 +568,22 @@ class LSTM(keras.layers.Layer):
         return keras.random.dropout(x, self.dropout, seed=self.seed_generator)
 
     # -- serialisation --------------------------------------------------------
+
+    @classmethod
+    def from_weights(cls, weights: Mapping[str, Any], **config: Any) -> LSTM:
+        """`LSTM(**config)` whose weights are created from `weights`, by
+        PyTorch name: arrays of torch's shapes, or functions
+        `(shape, dtype) -> array`, called when the weight is created (how
+        `converters.from_torch` reads a checkpoint one tensor at a time). The
+        weights not named keep PyTorch's initialisation.
+
+        >>> import numpy as np
+        >>> weights = {"weight_ih_l0": np.ones((8, 3)), "weight_hh_l0": np.ones((8, 2))}
+        >>> layer = LSTM.from_weights(weights, input_size=3, hidden_size=2)
+        >>> float(layer.weight_ih_l0.numpy().min())  # the others: PyTorch's init
+        1.0
+        """
+        return with_weights(cls, weights, config)
 
     def get_config(self) -> dict[str, Any]:
         config = {
