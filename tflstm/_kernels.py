@@ -328,9 +328,7 @@ def _block_forward(x, h0, c0, weights, lengths, *, xla=False):
     def recurrence(x, h0, c0, weights, valid):
         w = tf.concat([transposed(weights.weight_ih), transposed(weights.weight_hh)], 0)
         gate_size = dims(weights.weight_ih)[0]
-        bias = weights.bias
-        if bias is None:
-            bias = tf.zeros([gate_size], x.dtype)
+        bias = weights.with_bias().bias
         no_peephole = tf.zeros([gate_size // 4], x.dtype)
         _, cs, _, _, _, _, hs = tf.raw_ops.BlockLSTMV2(
             seq_len_max=tf.cast(tf.shape(x)[0], tf.int64),
@@ -380,7 +378,7 @@ def cudnn_params(weights: LSTMWeights, rocm: bool) -> tf.Tensor:
     PyTorch's (i, f, g, o); ROCm's MIOpen wants (i, f, o, g)."""
     hidden = dims(weights.weight_hh)[0] // 4
     dtype = weights.weight_ih.dtype
-    bias = weights.bias if weights.bias is not None else tf.zeros([4 * hidden], dtype)
+    bias = weights.with_bias().bias
     order = _MIOPEN_ORDER if rocm else range(4)
     w_ih, w_hh, b = (
         tf.split(t, 4, 0) for t in (weights.weight_ih, weights.weight_hh, bias)
@@ -456,10 +454,7 @@ def run_kernel(
     kernel = KERNELS[name]
     if inline:
         return kernel(x, h0, c0, weights, lengths, xla=xla)
-    if weights.bias is None:  # one trace for both: adding zeros is exact
-        gate_size = tf.shape(weights.weight_ih)[1]
-        bias = tf.zeros([weights.num_directions, gate_size], x.dtype)
-        weights = weights._replace(bias=bias)
+    weights = weights.with_bias()  # one trace with and without a bias
     # TensorFlow counts traces per Python code object: a partial (which has
     # none) gives each cached function a count of its own.
     key = (

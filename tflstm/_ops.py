@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import numpy as np
 import tensorflow as tf
 
 # Every path uses TensorFlow's own sigmoid and tanh in the compute dtype:
@@ -51,6 +52,17 @@ class LSTMWeights(NamedTuple):
     def map(self, fn: Callable) -> LSTMWeights:
         """`fn` applied to every weight that is present."""
         return LSTMWeights(*(None if w is None else fn(w) for w in self))
+
+    def with_bias(self) -> LSTMWeights:
+        """These weights with a zero bias where there is none (`bias=False`),
+        for the kernels and exports that always take one: adding zeros is
+        exact. numpy arrays stay numpy."""
+        if self.bias is not None:
+            return self
+        w = self.weight_ih
+        if isinstance(w, np.ndarray):
+            return self._replace(bias=np.zeros(w.shape[:-1], w.dtype))
+        return self._replace(bias=tf.zeros(tf.shape(w)[:-1], w.dtype))
 
 
 def stack_weights(
@@ -186,6 +198,16 @@ def project(x: tf.Tensor, weights: LSTMWeights) -> tf.Tensor:
     if weights.bias is not None:
         z += weights.bias
     return tf.reshape(z, [*lead, -1])
+
+
+def cell_step(
+    x: tf.Tensor, h: tf.Tensor, c: tf.Tensor, weights: LSTMWeights
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """One step of `nn.LSTMCell` from its input (N, H_in): the next (h, c).
+    `weights`: one direction's, without projection (`LSTMCell.cell_weights`)."""
+    weight_hh_t = transposed(weights.weight_hh)
+    h, c, _, _ = step(project(x, weights), h, c, weight_hh_t, None)
+    return h, c
 
 
 def window(t: tf.Tensor, t0: Any, k: int, *, xla: bool = False) -> tf.Tensor:

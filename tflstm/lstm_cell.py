@@ -11,7 +11,7 @@ import tensorflow as tf
 from _tflstm.params import lstm_cell_param_shapes
 from tflstm import _errors
 from tflstm._init import create_weights, with_weights
-from tflstm._ops import LSTMWeights, stack_weights, step
+from tflstm._ops import LSTMWeights, cell_step, stack_weights
 
 
 @keras.saving.register_keras_serializable(package="tflstm")
@@ -121,12 +121,7 @@ class LSTMCell(keras.layers.Layer):
             h, c = (tf.cast(s, x.dtype) for s in hx)
             if not batched:
                 h, c = h[None], c[None]
-        weights = self.cell_weights()
-        x_gates = tf.matmul(x, weights.weight_ih, transpose_b=True)
-        if weights.bias is not None:
-            x_gates += weights.bias
-        weight_hh_t = tf.transpose(weights.weight_hh)
-        h, c, _, _ = step(x_gates, h, c, weight_hh_t, None)
+        h, c = cell_step(x, h, c, self.cell_weights())
         h, c = tf.cast(h, self.compute_dtype), tf.cast(c, self.compute_dtype)
         if not batched:
             h, c = h[0], c[0]

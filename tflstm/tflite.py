@@ -131,6 +131,7 @@ from tflstm import _tflite_internals as internals
 from tflstm._litert_kernel import unrolled_forward
 from tflstm._ops import (
     LSTMWeights,
+    cell_step,
     directions,
     project,
     reverse_time,
@@ -452,14 +453,11 @@ class _FusedWeights(NamedTuple):
 
 
 def _fused_weights(layer: LSTM, k: int, d: int) -> _FusedWeights:
-    weights = _float32_weights(layer, k).direction(d)
-    bias = weights.bias
-    if bias is None:
-        bias = np.zeros(4 * layer.hidden_size, "float32")
+    weights = _float32_weights(layer, k).direction(d).with_bias()
     return _FusedWeights(
         weights.weight_ih.T.copy(),
         weights.weight_hh.T.copy(),
-        bias,
+        weights.bias,
         weights.weight_hr,
     )
 
@@ -650,11 +648,7 @@ def _keep_heavy_float(layer: LSTM | LSTMCell, flatbuffer: bytes) -> bytes:
 def _export_cell(cell: LSTMCell, batch_size: int, quantize: str | None) -> bytes:
     """One step, no loop: a handful of builtin ops (FULLY_CONNECTED, LOGISTIC,
     TANH, MUL, ADD), TensorFlow's float32 activations as in inference."""
-    weights = cell.cell_weights(stack=np.stack)
-    weight_ih, weight_hh = (w.astype("float32") for w in weights[:2])
-    bias = np.zeros(4 * cell.hidden_size, "float32")
-    if weights.bias is not None:
-        bias = weights.bias.astype("float32")
+    weights = cell.cell_weights(stack=np.stack).map(lambda w: w.astype("float32"))
     shape = [batch_size, cell.hidden_size]
     specs = [
         tf.TensorSpec([batch_size, cell.input_size], tf.float32, name="input"),
@@ -664,8 +658,7 @@ def _export_cell(cell: LSTMCell, batch_size: int, quantize: str | None) -> bytes
 
     @tf.function(input_signature=specs, autograph=False)
     def serve(input, h_0, c_0):
-        x_gates = tf.matmul(input, tf.constant(weight_ih), transpose_b=True) + bias
-        h, c, _, _ = step(x_gates, h_0, c_0, tf.constant(weight_hh.T), None)
+        h, c = cell_step(input, h_0, c_0, weights.map(tf.constant))
         return {"h_1": h, "c_1": c}
 
     flatbuffer = _convert(serve, quantize)
