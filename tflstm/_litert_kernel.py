@@ -15,9 +15,8 @@ weights, lengths) -> (output, h_n, c_n)`) and run `tflstm._ops.step` and
   with builtin ops only. Its time grows with the square of L: TFLite's
   WHILE copies every loop-carried and captured tensor (the buffer, the
   input) at each iteration; `CHUNK` steps per iteration divide that cost
-  by `CHUNK` (benchmarks/tflite_latency.py, `keras_litert` rows: 0.8-2.3 ms
-  at L=100, 6.7-14 ms at L=1,000 for N=1, H_in=40, H=64; the fused op of
-  `tflstm.tflite.export_tflite` takes 0.4 and 3.2 ms and is linear).
+  by `CHUNK` (benchmarks/tflite_latency.py, `keras_litert` rows; the fused
+  op of `tflstm.tflite.export_tflite` is linear).
 - `unrolled_forward`: `tflstm.tflite.export_tflite`'s graph for a fixed
   length and batch: one FULLY_CONNECTED for the input projection of all
   L*N rows, then L unrolled steps of FULLY_CONNECTED, LOGISTIC, TANH, MUL,
@@ -40,11 +39,10 @@ from tflstm._ops import (
     window,
 )
 
-# Steps per while-loop iteration. Measured (LiteRT, 2 threads, N=1, H_in=40,
-# H=64; ms at L = 100 / 1,000 / 3,000): 1 step: 2.0-2.3 / 87-90 / 560-600;
-# 4: 1.4-1.9 / 25-29 / 160-167; 8: 1.6 / 18 / 99-100; 16: 1.8-1.9 / 12-13 /
-# 54-65; 32: 2.2-3.1 / 11 / 49-50 (the remainder, up to 31 single steps,
-# costs at short L).
+# Steps per while-loop iteration: fewer iterations copy the loop's tensors
+# fewer times, but up to CHUNK - 1 remaining steps run one at a time; 16 was
+# the best balance over L = 100 to 3,000 (README, "Measurements behind the
+# code").
 CHUNK = 16
 
 

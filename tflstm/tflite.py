@@ -14,79 +14,41 @@
   the fused op; quadratic in L (TFLite's WHILE copies every loop-carried
   tensor at each iteration).
 
-Which graph `graph="auto"` (the default) builds, by measurement
-(`make bench-tflite`: benchmarks/tflite_latency.py, LiteRT and torch with 2
-threads on a 2-core x86-64 machine, 2026-11-28; litert-torch 0.10's export
-of the same module as the reference, a fully unrolled graph):
+`graph="auto"` (the default) chooses by measurement (`choose_graph`; the
+figures are in the README, "Export for serving", from `make bench-tflite`):
+the fused op for a batch size of 1, a dynamic length, a fixed length above
+`UNROLL_MAX_LENGTH` (unrolling more costs conversion time and about 2 KB of
+file per step) or `quantize="int8"`; the unrolled graph for batches of 2 and
+more with a fixed length.
 
-- `"fused"` for a batch size of 1, a dynamic length (`fixed_length=None`),
-  a fixed length above `UNROLL_MAX_LENGTH` (256), or `quantize="int8"`.
-  Streaming row (L=50, N=1, H_in=40, H=256): 1.6-2.0 ms, 0.33-0.48x
-  litert-torch's time and 0.7-0.8x torch's (the unrolled graph: 0.7-1.3x
-  litert-torch). Above 256 steps, unrolling costs too much conversion
-  time (6 s at L=200, 18 s at L=500) and file size (about 2 KB per step).
-- `"unrolled"` for a batch size >= 2 with `fixed_length` <= 256. Batched
-  row (L=100, N=32, H_in=40, H=128): 12.5-14.4 ms, 0.90-1.02x litert-torch's
-  time (within this machine's noise), where the fused op takes 1.5-2.1x
-  (TFLite's LSTM kernel is not delegated to XNNPACK and falls behind from
-  N=2 on); torch takes 8.6-10 ms. With `sequence_lengths`, its masked steps
-  (SELECT_V2, not delegated) cost about 15%, still half the fused op's time.
+Quantization (`quantize=`), as TFLite defines it:
 
-Quantization (`quantize=`), as TFLite defines it. Errors against torch's
-float32, relative to the tensor's largest magnitude; sizes against the
-float file of the same graph. The figures below are for random layers and
-the bundled demo model; on published checkpoints, whose weights are heavy
-tailed and whose cell states grow large, see the last paragraph.
-
-- `"dynamic"`: int8 weights, float activations ("hybrid" kernels, inputs
-  quantized asymmetrically per row at each call). Scales: one per output
-  row in the unrolled and loop graphs' FULLY_CONNECTED ops, one per gate
-  matrix in the fused op. Fused op: 0.26-0.34x the size (0.27x on the bundled
-  demo model's LSTM; the larger the layer, the closer to 0.25x), unrolled
-  graph about 0.56x (its ~2 KB per step are not weights: `graph="fused"` for
-  the smallest file). Error 0.4-1.2% (max abs 0.006 on the demo model, whose
-  outputs reach 1.3). About twice as fast as float: 0.88-1.06 ms on the
-  streaming row, 5.4-8.4 ms (0.4-0.6x litert-torch) on the batched one.
-  The converter keeps a layer in float32 when a gate matrix (H x H_in or
-  H x H_out) has fewer than 1,024 weights. A heavy-tailed matrix (largest
-  |w| over `HEAVY_TAIL_RATIO` times the median within one scale) stays
-  float32: in the unrolled and loop graphs that matrix alone, in the fused
-  op its whole layer and direction.
-- `"float16"`: float16 weights that DEQUANTIZE ops widen, float32 math
-  (TFLite's float16 quantization): about half the float file, an error
-  within `QUANTIZED_RTOL["float16"]` where 8 bits are not enough (last
-  paragraph). Its speed is not measured here.
+- `"dynamic"`: int8 weights, float activations ("hybrid" kernels, which
+  quantize their inputs per row at each call). Scales: one per output row in
+  the unrolled and loop graphs' FULLY_CONNECTED ops, one per gate matrix in
+  the fused op. The converter keeps a layer in float32 when a gate matrix
+  has fewer than 1,024 weights; a heavy-tailed matrix (`HEAVY_TAIL_RATIO`)
+  stays float32 too: in the unrolled and loop graphs that matrix alone, in
+  the fused op its whole layer and direction.
 - `"int8"`: full integer: int8 activations and weights, TFLite's 16-bit
-  cell state, the ranges calibrated on `representative_data`. The fused op
-  only (an unrolled graph's int8 cell state loses 2-18%). 0.27-0.34x the
-  size; error 0.6-2.4% on inputs within the calibrated ranges (0.011 max
-  abs on the demo model), more for layers whose outputs are tiny (5-7% at
-  0.02); int8 clips whatever exceeds the calibrated ranges, so calibrate
-  on a few batches of real inputs. TFLite's integer LSTM kernel is slow on
-  x86 CPUs (streaming row 4.9-5.3 ms, batched 133-164 ms): int8 is for
-  integer-only hardware, `"dynamic"` for CPUs. With `sequence_lengths`,
-  the model has no `c_n` outputs (`run_tflite` returns None): the integer
-  kernel cannot carry the cell state through the padding (the float
-  graphs saturate the input and forget gates there, which int8 cannot do
-  exactly), so it would be the state after L steps, not after each
-  sequence's last step. `output` and `h_n` are right (the padding is at
-  the end of each sequence, in both directions).
+  cell state, the ranges calibrated on `representative_data` (it clips
+  whatever exceeds them: calibrate on real inputs). The fused op only (an
+  unrolled graph's int8 cell state is too coarse). TFLite's integer LSTM
+  kernel is slow on x86 CPUs: int8 is for integer-only hardware. With
+  `sequence_lengths`, the model has no `c_n` outputs (`run_tflite` returns
+  None): the integer kernel cannot carry the cell state through the padding
+  (the float graphs saturate the input and forget gates there, which int8
+  cannot do exactly). `output` and `h_n` are right.
+- `"float16"`: float16 weights that DEQUANTIZE ops widen once, float32 math:
+  half the float file, for the models 8 bits do not serve.
 
-On published checkpoints (benchmarks/quantize_real.md: Resemblyzer's
-3 x 256 speaker encoder, silero-vad's LSTMCell, 160 steps of inputs like
-theirs) neither 8-bit mode meets its tolerance: their cell states reach |c| of
-56-109, a long memory over which each step's quantization error (of the
-weights, and of the activations that hybrid kernels quantize to 8 bits
-per call) adds up. Keeping Resemblyzer's heavy-tailed first-layer
-matrices float32 (weight_ih_l0 374:1, weight_hh_l0 69:1 per gate) takes the
-dynamic error from 109% to 25% (fused) and from 22% to 12% (unrolled,
-loop); the rest is the long memory, which finer scales do not remove (the
-unrolled and loop graphs already have one per row, the finest TFLite has).
-`export_tflite` warns (`QuantizationWarning`) where it predicts a miss: int8
-with heavy-tailed weights, and either mode when the cell state exceeds
-`LONG_MEMORY_CELL_STATE` on `representative_data`. For such models,
-`"float16"` stays within 0.23% on both, in every graph; check any quantized
-model on real data (`tflstm-convert ... --verify`).
+Each mode is held to `QUANTIZED_RTOL`. 8 bits do not serve a model with a long
+memory: rounding errors add up over the steps the cell state keeps, so on
+published checkpoints both 8-bit modes miss their tolerance while float16
+meets it (README, "Export for serving"; benchmarks/quantize_real.md).
+`export_tflite` warns (`QuantizationWarning`) where it predicts a miss
+(`quantization_risks`): int8 with heavy-tailed weights, and either mode when
+the cell state exceeds `LONG_MEMORY_CELL_STATE` on `representative_data`.
 
 The model's inputs are `input` (`(L, N, H_in)`, or `(N, L, H_in)` with
 `batch_first`), one `h_0_l{k}[_reverse]` (N, H_out) and `c_0_l{k}[_reverse]`
@@ -105,13 +67,10 @@ other dependency on converter internals.
 
 Keras's own `model.export(path, format="litert")` of a model holding a
 `tflstm.LSTM` gives builtin ops only too, with Keras's dynamic batch and
-length (resize the interpreter's input): the layer then runs
-`tflstm._litert_kernel.buffer_loop_forward`, a while loop writing into a
-preallocated buffer, 16 steps per iteration, whose time grows with the
-square of L (TFLite's WHILE copies the loop's tensors at every iteration;
-N=1, H_in=40, H=64: 1.5-2.3 ms at L=100, 12-14 ms at L=1,000, 54-65 ms at
-L=3,000; the fused op, linear, takes 0.4 ms at L=100 and 3.2 ms at 1,000).
-`export_tflite` is the linear path.
+length: the layer then runs `tflstm._litert_kernel.buffer_loop_forward`, a
+while loop writing into a preallocated buffer, whose time grows with the
+square of L (README, "Export for serving"). `export_tflite` is the linear
+path.
 """
 
 from __future__ import annotations
@@ -153,48 +112,29 @@ class QuantizationWarning(UserWarning):
 
 QUANTIZE_MODES = (None, "dynamic", "int8", "float16")
 
-# The error against torch's float32 that a quantized model is held to (by the
-# tests and `tflstm-convert --verify`), relative to each tensor's largest
-# magnitude. Measured (tests/test_export_tflite.py, the bundled demo model,
-# random layers of H=64 and 128): up to 1.2% for dynamic range; up to 3% for
-# int8 on inputs within the calibrated ranges (int8 clips beyond them: a step
-# of a fresh random input beyond them was off by 5-19%), more where a layer's
-# outputs are far smaller than a trained model's (5-7% for torch's initial
-# weights without bias, outputs of 0.02).
-#
-# float16 weights (float32 math): up to 0.23% on Resemblyzer's and
-# silero-vad's LSTMs (benchmarks/quantize_real.md), 0.03% on a random
-# bidirectional layer with projection.
+# The error that a quantized model is held to (by the tests and
+# `tflstm-convert --verify`), relative to each tensor's largest magnitude: a
+# margin over what the modes give on random layers and the bundled demo model
+# (README, "Measurements behind the code").
 QUANTIZED_RTOL = {"dynamic": 2e-2, "int8": 5e-2, "float16": 1e-2}
 
 # Heavy tails: where one quantization scale (a row of a FULLY_CONNECTED, a
 # gate matrix of the fused op, a projection) covers weights whose largest
 # magnitude exceeds this many times their median, most of them keep a handful
-# of int8 levels. Resemblyzer (benchmarks/quantize_real.md): weight_ih_l0
-# 374:1 over the matrix (61 against 0.163), 79-410:1 per gate, up to 1,311:1
-# per row; weight_hh_l0 up to 69:1 per gate and 66:1 per row; its other
-# matrices and silero-vad's 9-29:1; torch's initial (uniform) weights about
-# 2:1. A random layer given Resemblyzer's tails in weight_ih_l0 goes from
-# within 2% to a miss (tests/test_quantize_heavy_tails.py). Under
-# "dynamic", such a matrix keeps its float32 weights (in the fused op: its
-# whole layer and direction); "int8" cannot, and `export_tflite` warns.
+# of int8 levels. The bound lies between the spreads of trained matrices that
+# 8 bits serve and those they do not (README, "Measurements behind the code").
+# Under "dynamic", such a matrix keeps its float32 weights (in the fused op:
+# its whole layer and direction); "int8" cannot, and `export_tflite` warns.
 HEAVY_TAIL_RATIO = 50.0
 
 # Long memory: quantization errors add up over the steps during which the
-# forget gate keeps the cell state, and the largest |c_t| shows it. Measured
-# (tests/test_quantize_heavy_tails.py; torch's initial weights, H_in=40,
-# H=64 and 128, L=60, inputs uniform in [0, 1], forget-gate bias 0 to 3, the
-# fused graph): max|c| 0.6-1.5: errors 0.5-0.7% (dynamic), 0.8-1.0% (int8);
-# 3.4-5.2: 1.6-2.1% and 2.1%; 8.8-11.7: 3.8-6.6% and 3.9-7.5%. The bundled
-# demo model reaches 11.2 and meets both tolerances; Resemblyzer and
-# silero-vad reach 56-109 and miss them by far (benchmarks/quantize_real.md).
-# Above this bound (checked on `representative_data`: int8's calibration,
-# optional for "dynamic"), `export_tflite` warns; between 3 and 20 a model
-# may miss without a warning.
+# forget gate keeps the cell state, and the largest |c_t| shows it. Above
+# this bound (checked on `representative_data`) `export_tflite` warns; below
+# it a model may still miss (README, "Measurements behind the code").
 LONG_MEMORY_CELL_STATE = 20.0
 
 # The longest fixed length that `graph="auto"` unrolls (above it, conversion
-# takes over 6 s and the file grows by about 2 KB per step).
+# time and file size grow too much).
 UNROLL_MAX_LENGTH = 256
 
 
