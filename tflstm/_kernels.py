@@ -74,7 +74,7 @@ def _loop_recurrence(x, h0, c0, weights, valid, *, xla=False):
         z = unstack_steps(project(window(x, t0, k, xla=xla), weights), 0, k, xla=xla)
         masks = [None] * k if valid is None else unstack_steps(valid, t0, k, xla=xla)
         h, c, outputs = inference_steps(
-            z, masks, *state, weight_hh_t, weight_hr_t, zeros
+            z, masks, state, (weight_hh_t, weight_hr_t), zeros
         )
         return (h, c), [outputs]
 
@@ -102,7 +102,7 @@ class _Tape(NamedTuple):
     ms: tf.Tensor | None  # o * tanh(c_t), which the projection maps to h_t
 
 
-def _bptt_forward(x_gates, h0, c0, weight_hh, weight_hr, valid, xla=False):
+def _bptt_forward(x_gates, h0, c0, weight_hh, weight_hr, valid, *, xla=False):
     """The training forward loop: the final states and the `_Tape`."""
     weight_hh_t, weight_hr_t = transposed(weight_hh), transposed(weight_hr)
     zeros = tf.zeros_like(h0)
@@ -128,7 +128,7 @@ def _bptt_forward(x_gates, h0, c0, weight_hh, weight_hr, valid, xla=False):
     return h_n, c_n, _Tape(*saved, *([] if weight_hr is not None else [None]))
 
 
-def _bptt_backward(upstream, start, weight_hh, weight_hr, valid, tape, xla=False):
+def _bptt_backward(upstream, start, weight_hh, weight_hr, valid, tape, *, xla=False):
     """Backpropagation through time of `_bptt_forward` in one reverse loop;
     the weight gradients are blocked matmuls over all L*N steps after it.
 

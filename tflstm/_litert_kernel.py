@@ -58,7 +58,9 @@ def _buffer_recurrence(x, h0, c0, weights: LSTMWeights, valid):
     def block(t0, k, h, c):
         z = unstack_steps(project(window(x, t0, k), weights), 0, k)
         masks = [None] * k if valid is None else unstack_steps(valid, t0, k)
-        h, c, outputs = inference_steps(z, masks, h, c, weight_hh_t, weight_hr_t, zeros)
+        h, c, outputs = inference_steps(
+            z, masks, (h, c), (weight_hh_t, weight_hr_t), zeros
+        )
         return h, c, tf.stack(outputs)
 
     def run(count, k, first, h, c, buffer):
@@ -108,7 +110,7 @@ def _unrolled_recurrence(x, h0, c0, weights: LSTMWeights, valid):
     masks = [None] * steps if valid is None else tf.unstack(valid, num=steps)
     z = [z[t * batch : (t + 1) * batch] for t in range(steps)]
     h, c, outputs = inference_steps(
-        z, masks, h0, c0, weight_hh_t, weight_hr_t, tf.zeros_like(h0)
+        z, masks, (h0, c0), (weight_hh_t, weight_hr_t), tf.zeros_like(h0)
     )
     return tf.stack(outputs), h, c
 

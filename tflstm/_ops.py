@@ -240,15 +240,15 @@ def _xla_steps(t: tf.Tensor, t0: Any, k: int) -> list[tf.Tensor]:
 def inference_steps(
     z: list,
     masks: list,
-    h: tf.Tensor,
-    c: tf.Tensor,
-    weight_hh_t: tf.Tensor,
-    weight_hr_t: tf.Tensor | None,
+    state: tuple[tf.Tensor, tf.Tensor],
+    recurrent: tuple[tf.Tensor, tf.Tensor | None],
     zeros: tf.Tensor,
 ) -> tuple[tf.Tensor, tf.Tensor, list]:
-    """Consecutive steps of inference from
-    their input gates `z` and masks (None entries: no lengths); returns the
-    states after them and each step's output (0 past a sequence's length)."""
+    """Consecutive steps of inference from their input gates `z` and masks
+    (None entries: no lengths), from `state` (h, c) with the transposed
+    `recurrent` weights (weight_hh^T, weight_hr^T or None); returns the states
+    after them and each step's output (0 past a sequence's length)."""
+    (h, c), (weight_hh_t, weight_hr_t) = state, recurrent
     outputs = []
     for z_t, valid in zip(z, masks, strict=True):
         h_new, c_new, _, _ = step(z_t, h, c, weight_hh_t, weight_hr_t)

@@ -249,11 +249,11 @@ def _int8_constant(schema, model, graph, values: np.ndarray, name: bytes) -> int
     parameters = schema.QuantizationParametersT()
     parameters.scale = [scale]
     parameters.zeroPoint = [0]
-    return _constant(schema, model, graph, quantized, name, parameters)
+    return _constant(schema, model, graph, quantized, name, quantization=parameters)
 
 
 def _constant(
-    schema, model, graph, values, name: bytes, quantization=None, buffer=None
+    schema, model, graph, values, name: bytes, *, quantization=None, buffer=None
 ) -> int:
     """A new constant tensor; in a new buffer, or in `buffer` (an index)
     that already holds `values`."""

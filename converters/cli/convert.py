@@ -1,0 +1,302 @@
+"""`tflstm-convert convert`: one LSTM of a checkpoint to a .keras file, a
+SavedModel or a .tflite model, and `--verify`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from typing import Any
+
+from _tflstm.extras import require
+from converters.cli._common import (
+    BATCH_FIRST_NOTE,
+    EXIT_OK,
+    CliError,
+    batches,
+    check_verify_options,
+    existing,
+    load_arrays,
+    no_lstm,
+    pickles,
+    recorded_settings,
+    split_inputs,
+    torch_args,
+)
+from converters.cli.judge import judge, reload
+from converters.cli.outputs import make_parent, model_format
+
+
+def _choose(checkpoint: Any, args: argparse.Namespace) -> tuple[str, Any]:
+    """The prefix (normalized) and spec of the LSTM to convert: --prefix's,
+    or the only one in the file. Reads keys and shapes only."""
+    from converters.discover import find_lstms, infer_spec, normalize_prefix, select
+
+    infos = checkpoint.infos()
+    if args.prefix is not None:
+        prefix = normalize_prefix(args.prefix)
+        return prefix, infer_spec(select(infos, prefix), prefix)
+    specs = find_lstms(infos)
+    if not specs:
+        raise CliError(no_lstm(args.checkpoint, infos))
+    if len(specs) > 1:
+        found = ", ".join(s.prefix for s in specs)
+        raise CliError(
+            f"{args.checkpoint!r} holds {len(specs)} LSTMs; choose one with "
+            f"--prefix. Prefixes: {found}"
+        )
+    return normalize_prefix(specs[0].prefix), specs[0]
+
+
+def _check_convert_options(args: argparse.Namespace, fmt: str) -> None:
+    if args.sequence_lengths and fmt == "keras":
+        raise CliError(
+            "--sequence-lengths applies to --format savedmodel or tflite (a "
+            ".keras layer takes sequence_lengths= at call time)"
+        )
+    if args.quantize and fmt != "tflite":
+        raise CliError("--quantize applies to --format tflite")
+    if args.representative_data and args.quantize not in ("dynamic", "int8"):
+        raise CliError(
+            "--representative-data applies to --quantize int8 or dynamic (int8 "
+            "calibrates the activations' ranges on it, both check the cell "
+            "state's range on it, and --verify runs on it)"
+        )
+    check_verify_options(args)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    fmt = model_format(args.output, args.format)
+    _check_convert_options(args, fmt)
+    data = inputs = None
+    if args.representative_data:
+        data = load_arrays(args.representative_data, "--representative-data")
+    if args.inputs:
+        inputs = load_arrays(args.inputs, "--inputs")
+    if args.verify:  # before any work: what --verify needs is installed
+        require("torch", extra="torch", purpose="--verify")
+        if fmt == "tflite":
+            require("ai_edge_litert", extra="litert", purpose="--verify of a .tflite")
+    path = existing(args.checkpoint)
+
+    from converters.checkpoint import open_checkpoint
+
+    with pickles(args):
+        checkpoint = open_checkpoint(path, trust_pickle=args.trust_pickle)
+        prefix, spec = _choose(checkpoint, args)
+        cell = spec.kind == "LSTMCell"
+        recorded = None if cell else checkpoint.submodule(prefix)
+        if cell and (args.sequence_lengths or args.quantize == "int8"):
+            option = (
+                "--sequence-lengths" if args.sequence_lengths else "--quantize int8"
+            )
+            raise CliError(f"{option} needs an nn.LSTM, not an nn.LSTMCell")
+        batch_first = args.batch_first or bool(getattr(recorded, "batch_first", False))
+        shape = dict(cell=cell, input_size=spec.input_size, batch_first=batch_first)
+        if data is not None:
+            data = split_inputs(data, args.representative_data, **shape)
+        if inputs is not None:
+            inputs = split_inputs(inputs, args.inputs, **shape)
+            if fmt == "tflite":
+                axis = 0 if cell or batch_first else 1
+                inputs = batches(inputs, args.inputs, axis, args.batch_size)
+        make_parent(args.output)
+
+        import tflstm  # first: TensorFlow without its start-up lines
+
+        # isort: split
+        import converters
+
+        layer = converters.from_torch(
+            path,
+            prefix=prefix,
+            batch_first=args.batch_first or None,
+            dtype=args.dtype,
+            trust_pickle=args.trust_pickle,
+        )
+        params = None
+        if args.verify:  # torch runs the checkpoint's own weights
+            params = converters.load_checkpoint(
+                path, prefix=prefix, trust_pickle=args.trust_pickle
+            )
+    if args.quantize == "int8" and data is None:
+        data = [
+            converters.random_input(layer, steps=50, batch=args.batch_size, seed=s)
+            for s in range(1, 9)
+        ]
+        print(
+            f"tflstm-convert {args.command}: WARNING: --quantize int8 without "
+            "--representative-data: calibrating on random standard-normal "
+            "inputs. The int8 model's activation ranges then fit those, not "
+            "your data, and inputs of another scale or sign can lose most of "
+            "their precision. Pass --representative-data with a few batches "
+            "of real inputs (.npy/.npz).",
+            file=sys.stderr,
+        )
+    # "dynamic" checks the cell state's range on the data, or on --inputs.
+    checked = inputs if data is None and args.quantize == "dynamic" else data
+    reasons = _write(layer, args, fmt, checked)
+    print(f"wrote {args.output}: {layer.__class__.__name__}{torch_args(layer)}")
+    if isinstance(layer, tflstm.LSTM):
+        if hasattr(recorded, "batch_first"):
+            settings = recorded_settings(recorded)
+            print(f"note: {settings}, as the pickled model records them")
+        else:
+            print(f"note: {BATCH_FIRST_NOTE}")
+    if fmt == "keras":
+        print(
+            "note: load it with `import tflstm` first (which registers the "
+            f"layer with Keras), then keras.saving.load_model({args.output!r})"
+        )
+    if not args.verify:
+        return EXIT_OK
+    return _verify_written(
+        layer,
+        args,
+        fmt,
+        params=params,
+        prefix=prefix,
+        inputs=inputs,
+        data=data,
+        reasons=reasons,
+    )
+
+
+def _verify_written(
+    layer: Any,
+    args: argparse.Namespace,
+    fmt: str,
+    *,
+    params: Any,
+    prefix: str,
+    inputs: list | None,
+    data: list | None,
+    reasons: list[str],
+) -> int:
+    """`convert --verify`: the written file against torch on the checkpoint's
+    own weights, on --inputs, the first input of the quantization data, or a
+    random input."""
+    import numpy as np
+
+    import converters
+    import tflstm
+
+    module = converters.torch_module_from(
+        params, prefix, batch_first=getattr(layer, "batch_first", False)
+    )
+    served = reload(args.output, fmt, layer)
+    if inputs is not None:
+        source = f"{len(inputs)} input(s) of {args.inputs}"
+    elif data is not None:  # quantized: on inputs like those it was calibrated on
+        x = data[0]
+        cell = isinstance(layer, tflstm.LSTMCell)
+        batch_axis = 0 if cell or layer.batch_first else 1
+        inputs = [np.take(x, range(args.batch_size), axis=batch_axis)]
+        named = args.representative_data or "the random calibration inputs"
+        source = f"the first input of {named}"
+    else:
+        inputs = [converters.random_input(layer, batch=args.batch_size)]
+        source = (
+            f"a random input, {converters.verify.RANDOM_INPUT} (pass --inputs "
+            "FILE.npy|.npz to verify on your own)"
+        )
+    print(f"verifying on {source}: shape {inputs[0].shape}")
+    runs: list[tuple[Any, Any]] = [(x, None) for x in inputs]
+    if args.sequence_lengths:
+        time_axis = 1 if layer.batch_first else 0
+        batch_axis = 1 - time_axis
+        runs = [
+            (
+                x,
+                converters.random_lengths(
+                    x.shape[time_axis], x.shape[batch_axis], seed=i
+                ),
+            )
+            for i, x in enumerate(inputs)
+        ]
+        first = runs[0][1].tolist()
+        more = " (random for each input)" if len(runs) > 1 else ""
+        print(f"sequence_lengths: {first}{more}")
+    atol, rtol = args.atol, args.rtol
+    absent: tuple[str, ...] = ()
+    if args.quantize:
+        from tflstm.tflite import QUANTIZED_RTOL
+
+        if atol is None and rtol is None:
+            rtol = QUANTIZED_RTOL[args.quantize]
+            print(
+                f"quantize={args.quantize}: tolerance {rtol:.0e} of each "
+                "tensor's largest magnitude (max rel)"
+            )
+        if args.quantize == "int8" and args.sequence_lengths:
+            absent = ("c_n",)
+            print(
+                "c_n: not produced by an int8 model with sequence lengths "
+                "(see tflstm.tflite)"
+            )
+
+    def why() -> list[str]:  # a failing quantized model: what the export saw
+        if not args.quantize:
+            return []
+        from tflstm.tflite import quantization_risks
+
+        found = quantization_risks(
+            layer, args.quantize, [x for x, _ in runs], source="the verified inputs"
+        )
+        return (
+            reasons
+            or found
+            or [
+                f"quantize={args.quantize!r} rounds the weights (and, but for "
+                "float16, the activations) at every step, and the errors add up "
+                "over the steps that the cell state remembers; no heavy-tailed "
+                "weights or large cell state were found, so compare the modes on "
+                "your data: --quantize float16 keeps float32 math at about half "
+                "the float size"
+            ]
+        )
+
+    return judge(served, module, runs, atol, rtol, absent=absent, why=why)
+
+
+def _write(layer: Any, args: argparse.Namespace, fmt: str, data: Any) -> list[str]:
+    """Writes the output; returns why a quantized model may miss its
+    tolerance, as `export_tflite` warned (also printed as warnings)."""
+    import converters
+    import tflstm
+
+    if fmt == "savedmodel":
+        from tflstm.export import export_saved_model
+
+        export_saved_model(layer, args.output, sequence_lengths=args.sequence_lengths)
+        return []
+    if fmt == "keras":  # batch-major at the model's boundary, for predict/fit
+        converters.keras_model(layer).save(args.output)
+        return []
+    from tflstm.tflite import QuantizationWarning, export_tflite
+
+    with warnings.catch_warnings(record=True) as caught:  # export_tflite is quiet
+        warnings.simplefilter("always", QuantizationWarning)
+        export_tflite(
+            layer,
+            args.output,
+            batch_size=args.batch_size,
+            sequence_lengths=args.sequence_lengths,
+            quantize=args.quantize,
+            # int8 calibrates on it; both 8-bit modes check the cell state's
+            # range on it (a cell runs one step: no range to check).
+            representative_data=None if isinstance(layer, tflstm.LSTMCell) else data,
+        )
+    reasons = []
+    for warning in caught:
+        if issubclass(warning.category, QuantizationWarning):
+            reasons.append(str(warning.message))
+            print(
+                f"tflstm-convert {args.command}: warning: {warning.message}",
+                file=sys.stderr,
+            )
+        else:  # not ours to judge: as it would have been shown
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    return reasons

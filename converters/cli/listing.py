@@ -1,0 +1,44 @@
+"""`tflstm-convert list`: keys and shapes only; imports neither TensorFlow nor
+Keras (an import-linter contract)."""
+
+from __future__ import annotations
+
+import argparse
+
+from converters.cli._common import (
+    BATCH_FIRST_NOTE,
+    EXIT_OK,
+    CliError,
+    existing,
+    no_lstm,
+    pickles,
+    recorded_settings,
+)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from converters.checkpoint import open_checkpoint
+    from converters.discover import find_lstms, normalize_prefix
+
+    path = existing(args.checkpoint)
+    with pickles(args):
+        checkpoint = open_checkpoint(path, trust_pickle=args.trust_pickle)
+        infos = checkpoint.infos()
+        specs = find_lstms(infos)
+        if not specs:
+            raise CliError(no_lstm(args.checkpoint, infos))
+        unrecorded = False
+        for spec in specs:
+            prefix = normalize_prefix(spec.prefix)
+            n = sum(infos[prefix + k].size for k in spec.param_shapes())
+            line = f"{spec.describe()}  [{n:,} parameters]"
+            if spec.kind == "LSTM":
+                module = checkpoint.submodule(prefix)
+                if hasattr(module, "batch_first"):
+                    line += f"  recorded: {recorded_settings(module)}"
+                else:
+                    unrecorded = True
+            print(line)
+    if unrecorded:
+        print(f"note: {BATCH_FIRST_NOTE}")
+    return EXIT_OK
