@@ -60,11 +60,11 @@ import torch  # noqa: E402
 
 import tflstm  # noqa: E402
 from converters import from_torch  # noqa: E402
-from tflstm import tflite  # noqa: E402
 from tflstm.tflite import (  # noqa: E402
     QUANTIZED_RTOL,
     QuantizationWarning,
     export_tflite,
+    quantize,
     run_tflite,
 )
 
@@ -291,19 +291,19 @@ def cell_state_max(state: dict, inputs: list[np.ndarray]) -> float:
     layer = from_torch(
         {k if k[-1].isdigit() else f"{k}_l0": v for k, v in state.items()}
     )
-    return max(tflite._cell_state_maxima(layer, inputs).values())
+    return max(quantize.cell_state_maxima(layer, inputs).values())
 
 
 def int8_rows(state: dict) -> dict:
     """The state with every weight matrix rounded as `quantize="dynamic"`
     rounds it at best: symmetric int8 with one scale per row (the finest
-    scale TFLite has), heavy-tailed matrices (`tflite.HEAVY_TAIL_RATIO`, per
+    scale TFLite has), heavy-tailed matrices (`quantize.HEAVY_TAIL_RATIO`, per
     row) left as they are; biases float."""
     out = {}
     for name, value in state.items():
         w = np.asarray(value, np.float64)
-        if name.startswith("weight_") and tflite._spread(w, "rows") <= (
-            tflite.HEAVY_TAIL_RATIO
+        if name.startswith("weight_") and quantize.spread(w, "rows") <= (
+            quantize.HEAVY_TAIL_RATIO
         ):
             scale = np.abs(w).max(axis=1, keepdims=True) / 127
             scale[scale == 0] = 1

@@ -201,7 +201,7 @@ def test_int8_within_tolerance_or_warned(case):
 
 
 def test_heavy_tail_ratio_separates_the_cases(case):
-    spread = tflstm.tflite._spread(case["layer"].weight_ih_l0.numpy(), "gates")
+    spread = tflstm.tflite.quantize.spread(case["layer"].weight_ih_l0.numpy(), "gates")
     assert (spread > HEAVY_TAIL_RATIO) == case["heavy"]
 
 

@@ -11,8 +11,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 import converters
 from tflstm import _tflite_internals as internals
-from tflstm import tflite
-from tflstm.tflite import export_tflite, run_tflite
+from tflstm.tflite import export_tflite, quantize, run_tflite
 
 H_IN, H, BATCH, STEPS = 3, 4, 2, 5
 RUNTIME_ATOL = 1e-5
@@ -257,7 +256,7 @@ def test_fused_op_runs_float_weights_after_hybrid_conversion(monkeypatch):
     want, _ = run_tflite(export_tflite(layer), layer.get_config(), x)
     hybrid = export_tflite(layer, quantize="dynamic")
     assert internals.is_hybrid(hybrid)
-    monkeypatch.setattr(tflite, "HEAVY_TAIL_RATIO", 0.0)
+    monkeypatch.setattr(quantize, "HEAVY_TAIL_RATIO", 0.0)
     kept = export_tflite(layer, quantize="dynamic")
     assert not internals.is_hybrid(kept)
     got, _ = run_tflite(kept, layer.get_config(), x)

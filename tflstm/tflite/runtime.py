@@ -1,0 +1,134 @@
+"""Running an exported model in LiteRT with torch's conventions
+(`run_tflite`), and reading its ops (`tflite_ops`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from _tflstm.extras import require
+from tflstm import _tflite_internals as internals
+from tflstm._quiet import TFLITE_NOISE, filtered_stderr
+from tflstm.tflite.graphs import state_name
+
+
+def tflite_ops(flatbuffer: bytes, *, subgraphs: bool = False) -> list[str]:
+    """The builtin (or custom: "CUSTOM:<name>") op names of the model's main
+    graph, in order; with `subgraphs=True`, of every subgraph (loop bodies
+    included)."""
+    return internals.op_names(flatbuffer, None if subgraphs else 0)
+
+
+def _check_shapes(runner, feed: dict[str, np.ndarray], batch_axes: dict) -> None:
+    """A static dimension of a model input must match the fed array's
+    (LiteRT would resize it and fail in an op, or compute garbage), except
+    the batch axes in `batch_axes` (input name -> axis), which resize."""
+    details = runner.get_input_details()
+    for name, value in feed.items():
+        expected = list(details[name].get("shape_signature", details[name]["shape"]))
+        if name in batch_axes and len(expected) == value.ndim:
+            expected[batch_axes[name]] = -1
+        if len(expected) != value.ndim or any(
+            e not in (-1, v) for e, v in zip(expected, value.shape, strict=True)
+        ):
+            shown = tuple(None if e == -1 else int(e) for e in expected)
+            raise ValueError(
+                f"Expected `{name}` of shape {shown} (None: any size), as the "
+                f"model was exported. Received: shape {value.shape}"
+            )
+
+
+def _dequantized(runner, result: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Integer outputs (an int8 model's int16 c_n) as float32."""
+    details = runner.get_output_details()
+    for name, value in result.items():
+        if value.dtype != np.float32:
+            scale, zero_point = details[name]["quantization"]
+            result[name] = ((value.astype(np.float32) - zero_point) * scale).astype(
+                np.float32
+            )
+    return result
+
+
+def run_tflite(
+    flatbuffer: bytes,
+    layer_config: dict[str, Any],
+    input: np.ndarray,
+    hx: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    sequence_lengths: np.ndarray | None = None,
+    num_threads: int = 2,
+):
+    """Runs an exported model in LiteRT with torch's conventions.
+
+    Args:
+        flatbuffer: What `export_tflite` returned.
+        layer_config: The layer's `get_config()` (for the state layout).
+        input: A batched input, laid out as the layer's.
+        hx: `(h_0, c_0)` in torch's layout `(D*num_layers, N, H)`, or None.
+        sequence_lengths: (N,) lengths, for a model exported with
+            `sequence_lengths=True`.
+        num_threads: LiteRT's threads. Defaults to 2.
+
+    Returns:
+        `(output, (h_n, c_n))` as float32 numpy arrays, in torch's layout
+        (`c_n` is None for an int8 model with `sequence_lengths`);
+        `(h_1, c_1)` for an exported `LSTMCell` (its `input` is `(N, H_in)`).
+
+    Raises:
+        ValueError: when an input does not fit the model's static shape (a
+            model exported with `fixed_length`; the batch of the unrolled and
+            loop graphs).
+    """
+    litert = require("ai_edge_litert.interpreter", extra="litert", purpose="run_tflite")
+    # LiteRT's line about its CPU delegate, written when it first runs.
+    with filtered_stderr(TFLITE_NOISE):
+        return _run(
+            litert.Interpreter(model_content=flatbuffer, num_threads=num_threads),
+            flatbuffer,
+            layer_config,
+            input,
+            hx,
+            sequence_lengths,
+        )
+
+
+def _run(interpreter, flatbuffer, layer_config, input, hx, sequence_lengths):
+    """`run_tflite` once the interpreter exists."""
+    runner = interpreter.get_signature_runner("serving_default")
+    if "num_layers" not in layer_config:  # an LSTMCell: one step
+        zeros = np.zeros((len(input), layer_config["hidden_size"]), "float32")
+        h_0, c_0 = hx if hx is not None else (zeros, zeros)
+        feed = {"input": np.asarray(input, "float32"), "h_0": h_0, "c_0": c_0}
+        feed = {k: np.asarray(v, "float32") for k, v in feed.items()}
+        out = _dequantized(runner, runner(**feed))
+        return out["h_1"], out["c_1"]
+    d_count = 2 if layer_config["bidirectional"] else 1
+    n_states = d_count * layer_config["num_layers"]
+    batch = input.shape[0 if layer_config["batch_first"] else 1]
+    out_size = layer_config["proj_size"] or layer_config["hidden_size"]
+    if hx is None:
+        hx = (
+            np.zeros((n_states, batch, out_size), "float32"),
+            np.zeros((n_states, batch, layer_config["hidden_size"]), "float32"),
+        )
+    feed = {"input": np.asarray(input, "float32")}
+    if sequence_lengths is not None:
+        feed["sequence_lengths"] = np.asarray(sequence_lengths, "int32")
+    names = [divmod(s, d_count) for s in range(n_states)]
+    for s, (k, d) in enumerate(names):
+        feed[state_name("h_0", k, d)] = np.asarray(hx[0][s], "float32")
+        feed[state_name("c_0", k, d)] = np.asarray(hx[1][s], "float32")
+    if internals.LSTM_OP in tflite_ops(flatbuffer):  # its batch resizes
+        batch_axes = {name: 0 for name in feed}
+        batch_axes["input"] = 0 if layer_config["batch_first"] else 1
+    else:
+        batch_axes = {}
+    _check_shapes(runner, feed, batch_axes)
+    result = _dequantized(runner, runner(**feed))
+    h_n = np.stack([result[state_name("h_n", k, d)] for k, d in names])
+    c_n = None
+    if state_name("c_n", 0, 0) in result:
+        c_n = np.stack([result[state_name("c_n", k, d)] for k, d in names])
+    return result["output"], (h_n, c_n)
