@@ -252,7 +252,7 @@ def run_memory(impl: str) -> dict:
 
 def environment() -> dict:
     """What changes TensorFlow's speed here: oneDNN and the CPU's extensions."""
-    from tflstm import _probes
+    from tflstm.kernels import probes as _probes
 
     flags = set()
     try:
@@ -273,7 +273,7 @@ def environment() -> dict:
 def default_inference_kernel(config) -> str:
     """The kernel that `kernel="auto"` runs for a configuration's forward
     pass here (its static batch, hidden size, projection; this oneDNN state)."""
-    from tflstm import _policy
+    from tflstm.kernels import policy as _policy
 
     _, batch, _, hidden, _, _, proj = config
     facts = _policy.gather_facts(

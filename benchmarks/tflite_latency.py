@@ -27,7 +27,7 @@ in LiteRT (XNNPACK, `--threads`), against torch with the same threads:
   (every step unrolled, builtin ops) written here: tflstm's unrolled graph.
 
 Then Keras's own `model.export(format="litert")` with a dynamic batch (the
-builtin buffer loop of tflstm._litert_kernel) at N=1, H_in=40, H=64, L=100
+builtin buffer loop of tflstm.kernels.litert) at N=1, H_in=40, H=64, L=100
 and L=1,000, against the fused export: the loop is quadratic in L.
 
 Every model is checked against torch first (float: 1e-5). Each round times

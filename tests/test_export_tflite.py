@@ -23,7 +23,6 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 import converters
 import tflstm
 from converters import random_lengths
-from tflstm import _tflite_internals as internals
 from tflstm.tflite import (
     QUANTIZED_RTOL,
     UNROLL_MAX_LENGTH,
@@ -32,6 +31,7 @@ from tflstm.tflite import (
     run_tflite,
     tflite_ops,
 )
+from tflstm.tflite import _internals as internals
 
 pytestmark = pytest.mark.xdist_group("tflite")
 

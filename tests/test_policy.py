@@ -13,9 +13,11 @@ from oracle import ATOL, copy_torch_weights, weight_errors
 from tensorflow.core.protobuf import saved_model_pb2
 
 import tflstm
-from tflstm import _kernels, _policy, _probes
 from tflstm._ops import LSTMWeights
 from tflstm.export import export_saved_model
+from tflstm.kernels import policy as _policy
+from tflstm.kernels import probes as _probes
+from tflstm.kernels.cudnn import cudnn_params
 from tflstm.tflite import tflite_ops
 
 H_IN, H = 4, 6
@@ -283,8 +285,8 @@ def test_cudnn_params_gate_order():
         sizes = [hidden * 3] * 4 + [hidden * hidden] * 4 + [hidden] * 8
         return tf.split(params, sizes)
 
-    cudnn = blocks(_kernels.cudnn_params(weights, rocm=False))
-    miopen = blocks(_kernels.cudnn_params(weights, rocm=True))
+    cudnn = blocks(cudnn_params(weights, rocm=False))
+    miopen = blocks(cudnn_params(weights, rocm=True))
     w_ih = np.split(weights.weight_ih.numpy(), 4)
     np.testing.assert_array_equal(cudnn[2], w_ih[2].ravel())  # g third
     for i, j in enumerate((0, 1, 3, 2)):  # MIOpen: (i, f, o, g)

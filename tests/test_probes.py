@@ -1,4 +1,4 @@
-"""Canaries for the private TensorFlow and Keras APIs in `tflstm._probes`:
+"""Canaries for the private TensorFlow and Keras APIs in `tflstm.kernels.probes`:
 each fails, naming the API, when an upgrade changes what tflstm relies on."""
 
 import importlib.util
@@ -7,7 +7,7 @@ import os
 import keras
 import tensorflow as tf
 
-from tflstm import _probes
+from tflstm.kernels import probes as _probes
 
 
 def test_onednn_enabled_reads_pywrap_util_port():
@@ -94,7 +94,7 @@ FACTS = dict(
 
 def test_the_policy_reads_the_environment_through_the_probes(monkeypatch):
     """Patching a probe changes the facts (the policy tests rely on it)."""
-    from tflstm import _policy
+    from tflstm.kernels import policy as _policy
 
     assert not _policy.gather_facts(**FACTS).gpu
     monkeypatch.setattr(_probes, "gpu_visible", lambda: True)

@@ -24,7 +24,6 @@ import pytest
 import torch
 
 import tflstm
-from tflstm import _tflite_internals as internals
 from tflstm.tflite import (
     HEAVY_TAIL_RATIO,
     LONG_MEMORY_CELL_STATE,
@@ -33,6 +32,7 @@ from tflstm.tflite import (
     export_tflite,
     run_tflite,
 )
+from tflstm.tflite import _internals as internals
 
 H_IN, H, L, N = 40, 64, 60, 2
 MEDIAN, P999, MAX = 0.16, 17.0, 61.0

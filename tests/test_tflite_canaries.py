@@ -1,5 +1,5 @@
 """Canaries: each TFLite converter or LiteRT internal that tflstm relies on
-(tflstm/_tflite_internals.py), checked on a tiny LSTM so that an upgrade of
+(tflstm/tflite/_internals.py), checked on a tiny LSTM so that an upgrade of
 TensorFlow or LiteRT that changes one fails here, by name, before the export
 tests fail in less obvious ways."""
 
@@ -10,7 +10,7 @@ import torch
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 import converters
-from tflstm import _tflite_internals as internals
+from tflstm.tflite import _internals as internals
 from tflstm.tflite import export_tflite, quantize, run_tflite
 
 H_IN, H, BATCH, STEPS = 3, 4, 2, 5

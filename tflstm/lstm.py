@@ -11,9 +11,8 @@ import keras
 import tensorflow as tf
 
 from _tflstm.params import lstm_param_name, lstm_param_shapes
-from tflstm import _errors, _policy, _probes
+from tflstm import _errors
 from tflstm._init import create_weights, with_weights
-from tflstm._kernels import run_kernel
 from tflstm._ops import (
     LSTMWeights,
     dims,
@@ -21,6 +20,7 @@ from tflstm._ops import (
     time_major_mask,
     valid_steps,
 )
+from tflstm.kernels import policy, probes, run_kernel
 
 _STATE_LEGEND_H = "(D*num_layers, N, H_out)"
 _STATE_LEGEND_C = "(D*num_layers, N, H_cell)"
@@ -180,9 +180,9 @@ class LSTM(keras.layers.Layer):
     ) -> None:
         _errors.check_backend()
         self.return_state = _errors.check_bool("return_state", return_state)
-        self.kernel = _errors.check_choice("kernel", kernel, _policy.KERNEL_OPTIONS)
+        self.kernel = _errors.check_choice("kernel", kernel, policy.KERNEL_OPTIONS)
         self.use_cudnn = _errors.check_choice(
-            "use_cudnn", use_cudnn, _policy.CUDNN_OPTIONS
+            "use_cudnn", use_cudnn, policy.CUDNN_OPTIONS
         )
         self.input_size = _errors.check_int("input_size", input_size, minimum=1)
         self.hidden_size = _errors.check_int("hidden_size", hidden_size, minimum=1)
@@ -223,7 +223,7 @@ class LSTM(keras.layers.Layer):
             self.seed_generator = keras.random.SeedGenerator(seed)
         self._build_at_init()
         # Read by Keras's `jit_compile="auto"`, as for keras.layers.LSTM.
-        self.supports_jit = _policy.supports_jit(
+        self.supports_jit = policy.supports_jit(
             kernel=self.kernel, use_cudnn=self.use_cudnn, projection=self.proj_size > 0
         )
 
@@ -293,7 +293,7 @@ class LSTM(keras.layers.Layer):
                     )
                 )
         for name, tensor, layout, axis, fix in checks:
-            source = _probes.model_input_layer(tensor)
+            source = probes.model_input_layer(tensor)
             if source is not None:
                 raise ValueError(
                     f"Expected `{name}` laid out {layout}, not a Keras model "
@@ -517,7 +517,7 @@ class LSTM(keras.layers.Layer):
 
         h_n, c_n = [], []
         facts = self._kernel_facts(x, bool(training), lengths, export)
-        kernel, inline = _policy.choose_kernel(facts), _policy.inline(facts)
+        kernel, inline = policy.choose_kernel(facts), policy.inline(facts)
         for layer in range(self.num_layers):
             states = slice(
                 layer * self.num_directions, (layer + 1) * self.num_directions
@@ -548,9 +548,9 @@ class LSTM(keras.layers.Layer):
 
     def _kernel_facts(
         self, x: tf.Tensor, training: bool, lengths: tf.Tensor | None, export: str
-    ) -> _policy.KernelFacts:
+    ) -> policy.KernelFacts:
         """`x`: the time-major input (L, N, H_in)."""
-        return _policy.gather_facts(
+        return policy.gather_facts(
             training=training,
             dtype=x.dtype.name,
             projection=self.proj_size > 0,

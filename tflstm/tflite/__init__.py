@@ -62,12 +62,12 @@ torch's conventions.
 
 The fused op needs three fixes that the converter cannot express (the
 converter's cell clip of 10, which torch does not have; the projection;
-the final states): tflstm/_tflite_internals.py holds them, with every
+the final states): tflstm/tflite/_internals.py holds them, with every
 other dependency on converter internals.
 
 Keras's own `model.export(path, format="litert")` of a model holding a
 `tflstm.LSTM` gives builtin ops only too, with Keras's dynamic batch and
-length: the layer then runs `tflstm._litert_kernel.buffer_loop_forward`, a
+length: the layer then runs `tflstm.kernels.litert.buffer_loop_forward`, a
 while loop writing into a preallocated buffer, whose time grows with the
 square of L (README, "Export for serving"). `export_tflite` is the linear
 path.

@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tflstm import _errors, _kernels
-from tflstm import _tflite_internals as internals
-from tflstm._litert_kernel import unrolled_forward
+from tflstm import _errors
 from tflstm._ops import cell_step
+from tflstm.kernels.litert import unrolled_forward
+from tflstm.kernels.loop import loop_forward
 from tflstm.lstm import LSTM
 from tflstm.lstm_cell import LSTMCell
+from tflstm.tflite import _internals as internals
 from tflstm.tflite.graphs import (
     GRAPHS,
     choose_graph,
@@ -286,7 +287,7 @@ def export_tflite(
                 layer, batch_size, fixed_length, sequence_lengths, quantize, calibration
             )
         else:
-            kernel = unrolled_forward if graph == "unrolled" else _kernels.loop_forward
+            kernel = unrolled_forward if graph == "unrolled" else loop_forward
             specs = signature(layer, batch_size, fixed_length, sequence_lengths)
             serve = kernel_graph(layer, kernel, specs, sequence_lengths)
             flatbuffer = convert(serve, quantize)

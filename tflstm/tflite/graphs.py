@@ -11,10 +11,10 @@ import numpy as np
 import tensorflow as tf
 
 from _tflstm.params import lstm_param_name as state_name  # h_0_l1_reverse, ...
-from tflstm import _tflite_internals as internals
 from tflstm._ops import LSTMWeights, reverse_time, valid_steps
 from tflstm._quiet import TFLITE_NOISE, filtered_stderr, without_info_logs
 from tflstm.lstm import LSTM
+from tflstm.tflite import _internals as internals
 
 GRAPHS = ("auto", "fused", "unrolled", "loop")
 
@@ -101,7 +101,7 @@ def convert(serve: Callable, quantize: str | None = None) -> bytes:
 
 def kernel_graph(layer: LSTM, kernel: Callable, specs: list, lengths: bool) -> Callable:
     """The layer's computation with `kernel` (the kernel signature of
-    `tflstm._kernels`) and the weights as constants (the converter would keep
+    `tflstm.kernels`) and the weights as constants (the converter would keep
     variables as uninitialised resources)."""
     d_count = layer.num_directions
     per_layer = [float32_weights(layer, k) for k in range(layer.num_layers)]

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tflstm import _tflite_internals as internals
 from tflstm._ops import directions, project, step
 from tflstm.lstm import LSTM
 from tflstm.lstm_cell import LSTMCell
+from tflstm.tflite import _internals as internals
 from tflstm.tflite.graphs import (
     float32_weights,
     fused_weights,

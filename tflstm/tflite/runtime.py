@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from _tflstm.extras import require
-from tflstm import _tflite_internals as internals
 from tflstm._quiet import TFLITE_NOISE, filtered_stderr
+from tflstm.tflite import _internals as internals
 from tflstm.tflite.graphs import state_name
 
 

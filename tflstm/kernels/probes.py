@@ -3,8 +3,8 @@ TensorFlow/Keras API that tflstm's layers depend on, in one module.
 
 Each probe has a canary in tests/test_probes.py that fails, naming the API,
 when a TensorFlow or Keras upgrade changes it. (The TFLite converter's
-internals are in `tflstm._tflite_internals`, with tests/test_tflite_canaries.py.)
-The kernel policy (`tflstm._policy`) reads the environment through these
+internals are in `tflstm.tflite._internals`, with tests/test_tflite_canaries.py.)
+The kernel policy (`tflstm.kernels.policy`) reads the environment through these
 functions only, so that tests can patch them (e.g. "a GPU is visible" on a
 CPU machine).
 """

@@ -223,7 +223,7 @@ def lstm_ops(model) -> list:
 def _changed(what: str) -> RuntimeError:
     return RuntimeError(
         f"The TFLite converter's {LSTM_OP} op no longer looks as tflstm expects "
-        f"(tflstm/_tflite_internals.py; TensorFlow {tf.__version__}): {what}"
+        f"(tflstm/tflite/_internals.py; TensorFlow {tf.__version__}): {what}"
     )
 
 

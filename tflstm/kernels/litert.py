@@ -1,6 +1,6 @@
 """The kernels that target LiteRT (TFLite): builtin ops only.
 
-Both have the kernel signature of `tflstm._kernels` (`kernel(x, h0, c0,
+Both have the kernel signature of `tflstm.kernels` (`kernel(x, h0, c0,
 weights, lengths) -> (output, h_n, c_n)`) and run `tflstm._ops.step` and
 `keep_state`, the one copy of the step and of the masking rule.
 

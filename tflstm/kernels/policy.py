@@ -3,7 +3,7 @@
 `choose_kernel(facts)` is the whole policy, tested as a table
 (tests/test_policy.py). `gather_facts` reads the facts that depend on where
 the code runs (a GPU, the device scope, XLA, an export being traced); it is
-the only impure part, and asks them of `tflstm._probes`, which tests patch
+the only impure part, and asks them of `tflstm.kernels.probes`, which tests patch
 (e.g. "a GPU is visible" on a CPU machine).
 
 The user's options, as in Keras:
@@ -11,7 +11,7 @@ The user's options, as in Keras:
 - `use_cudnn`: `"auto"` (cuDNN on a GPU where it can serve the layer),
   `True` (cuDNN or an error), `False` (never).
 - `kernel`: `"auto"`, or one of `"loop"`, `"block"`, `"xla"` to force the
-  CPU/GPU kernel (see `tflstm._kernels` for what each is).
+  CPU/GPU kernel (see `tflstm.kernels` for what each is).
 
 What `training` changes: dropout between layers, and which gradient is
 used. `training=True` runs `bptt` (it saves the gates; the hand-written
@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from tflstm import _probes
+from tflstm.kernels import probes
 
 KERNEL_OPTIONS = ("auto", "loop", "block", "xla")
 CUDNN_OPTIONS = ("auto", True, False)
@@ -73,7 +73,7 @@ def block_can_serve(facts: KernelFacts) -> bool:
 
 
 def choose_kernel(facts: KernelFacts) -> str:
-    """The name of the kernel in `tflstm._kernels.KERNELS` that runs a layer.
+    """The name of the kernel in `tflstm.kernels.KERNELS` that runs a layer.
 
     Raises:
         ValueError: when the user's explicit choice cannot serve the layer
@@ -181,10 +181,10 @@ def gather_facts(
 
     `exporting`: the export the caller is tracing ("saved_model", "litert");
     otherwise Keras's `model.export`, if it is the one tracing, says which
-    (`_probes.keras_export_kind`)."""
-    scope = _probes.device_scope()
+    (`probes.keras_export_kind`)."""
+    scope = probes.device_scope()
     if not exporting and not tf.executing_eagerly():
-        exporting = _probes.keras_export_kind()
+        exporting = probes.keras_export_kind()
     return KernelFacts(
         training=training,
         dtype=dtype,
@@ -192,8 +192,8 @@ def gather_facts(
         lengths=lengths,
         hidden_size=hidden_size,
         batch=batch,
-        gpu=_probes.gpu_visible() and scope != "CPU",
-        in_xla=_probes.in_xla(),
+        gpu=probes.gpu_visible() and scope != "CPU",
+        in_xla=probes.in_xla(),
         exporting=exporting,
         kernel=kernel,
         use_cudnn=use_cudnn,
@@ -208,4 +208,4 @@ def supports_jit(*, kernel: str, use_cudnn: str | bool, projection: bool) -> boo
     if kernel == "block" or use_cudnn is True:
         return False
     cudnn_preferred = use_cudnn == "auto" and kernel == "auto" and not projection
-    return not (cudnn_preferred and _probes.gpu_visible())
+    return not (cudnn_preferred and probes.gpu_visible())
