@@ -15,7 +15,8 @@ import numpy as np
 
 import tflstm
 from _tflstm.extras import require
-from converters.checkpoint import is_module, open_checkpoint, to_numpy
+from converters.checkpoint import open_checkpoint
+from converters.checkpoint.base import is_module, to_numpy
 from converters.discover import check_state_dict, infer_spec, normalize_prefix, select
 
 Layer = tflstm.LSTM | tflstm.LSTMCell
