@@ -362,8 +362,7 @@ def test_export_writes_file_and_checks_arguments(tmp_path):
     layer = tflstm.LSTM(H_IN, H)
     flatbuffer = export_tflite(layer, tmp_path / "lstm.tflite")
     assert (tmp_path / "lstm.tflite").read_bytes() == flatbuffer
-    # `fused`, the old spelling of `graph`: False is the WHILE loop.
-    assert tflite_ops(export_tflite(layer, fused=False)).count("WHILE") == 2
+    assert tflite_ops(export_tflite(layer, graph="loop")).count("WHILE") == 2
     cell = tflstm.LSTMCell(H_IN, H)
     data = [np.zeros((STEPS, 1, H_IN), "float32")]
     cases = [
@@ -371,7 +370,6 @@ def test_export_writes_file_and_checks_arguments(tmp_path):
         (layer, dict(batch_size=0), ValueError, "argument `batch_size`, expected a positive integer, got 0"),
         (layer, dict(fixed_length=0), ValueError, "argument `fixed_length`, expected a positive integer, got 0"),
         (layer, dict(graph="xnnpack"), ValueError, "argument `graph`, expected one of 'auto', 'fused', 'unrolled', 'loop', got 'xnnpack'"),
-        (layer, dict(graph="loop", fused=True), ValueError, "Expected one of `graph` and `fused` (`fused` is the old spelling of `graph`). Received: graph='loop', fused=True"),
         (layer, dict(quantize="int4"), ValueError, "argument `quantize`, expected one of None, 'dynamic', 'int8', 'float16', got 'int4'"),
         (layer, dict(graph="unrolled"), ValueError, "Expected `fixed_length` (the number of steps to unroll) for graph='unrolled'. Received: fixed_length=None"),
         (layer, dict(quantize="int8"), ValueError, "Expected `representative_data` (an iterable of inputs laid out as the layer's input) for quantize='int8', which calibrates the activations' ranges on it. Received: None"),

@@ -153,7 +153,6 @@ def export_tflite(
     sequence_lengths: bool = False,
     quantize: str | None = None,
     representative_data: Iterable[Any] | None = None,
-    fused: bool | None = None,
 ) -> bytes:
     """Converts a `tflstm.LSTM` (or `LSTMCell`) to a `.tflite` model (see the
     module docstring for the graphs, quantization and accuracy).
@@ -189,8 +188,6 @@ def export_tflite(
             `"dynamic"` (optional): only the accuracy check (a
             `QuantizationWarning` where the cell state grows beyond
             `LONG_MEMORY_CELL_STATE`). Refused with `quantize=None`.
-        fused: Kept for compatibility: `True` is `graph="fused"`, `False`
-            `graph="loop"`. Defaults to None (use `graph`).
 
     Returns:
         The `.tflite` flatbuffer.
@@ -216,65 +213,23 @@ def export_tflite(
     >>> output.shape, h_n.shape
     ((5, 3, 16), (2, 3, 8))
     """
-    if not isinstance(layer, (LSTM, LSTMCell)):
-        raise TypeError(
-            "Expected a tflstm.LSTM or tflstm.LSTMCell. Received: an object of "
-            f"type {type(layer).__name__}"
-        )
-    _errors.check_int("batch_size", batch_size, minimum=1)
-    if fixed_length is not None:
-        _errors.check_int("fixed_length", fixed_length, minimum=1)
-    _errors.check_choice("graph", graph, GRAPHS)
-    if fused is not None:
-        _errors.check_bool("fused", fused)
-        if graph != "auto":
-            raise ValueError(
-                "Expected one of `graph` and `fused` (`fused` is the old "
-                f"spelling of `graph`). Received: graph={graph!r}, fused={fused}"
-            )
-        graph = "fused" if fused else "loop"
-    _errors.check_bool("sequence_lengths", sequence_lengths)
-    _errors.check_choice("quantize", quantize, QUANTIZE_MODES)
-    if representative_data is not None and quantize in (None, "float16"):
-        raise ValueError(
-            "Expected `representative_data` only with quantize='int8' or "
-            "'dynamic' (float models need no calibration). Received: "
-            f"quantize={quantize!r} and representative_data"
-        )
+    _check_arguments(
+        layer,
+        batch_size=batch_size,
+        fixed_length=fixed_length,
+        graph=graph,
+        sequence_lengths=sequence_lengths,
+        quantize=quantize,
+        representative_data=representative_data,
+    )
     if isinstance(layer, LSTMCell):
-        if (
-            sequence_lengths
-            or fixed_length is not None
-            or quantize == "int8"
-            or representative_data is not None
-        ):
-            raise ValueError(
-                "Expected a tflstm.LSTM for `sequence_lengths=True`, "
-                "`fixed_length`, quantize='int8' or `representative_data` (a "
-                "cell runs one step, quantized with quantize='dynamic'). "
-                f"Received: a tflstm.LSTMCell with sequence_lengths="
-                f"{sequence_lengths}, fixed_length={fixed_length}, "
-                f"quantize={quantize!r}, representative_data "
-                f"{'given' if representative_data is not None else 'None'}"
-            )
         flatbuffer = _export_cell(layer, batch_size, quantize)
     else:
         if graph == "auto":
             graph = choose_graph(
                 batch_size=batch_size, fixed_length=fixed_length, quantize=quantize
             )
-        if graph == "unrolled" and fixed_length is None:
-            raise ValueError(
-                "Expected `fixed_length` (the number of steps to unroll) for "
-                "graph='unrolled'. Received: fixed_length=None"
-            )
-        if quantize == "int8" and graph != "fused":
-            raise ValueError(
-                "Expected graph='fused' (or 'auto') for quantize='int8': only "
-                "TFLite's fused LSTM op keeps a 16-bit cell state (the other "
-                "graphs' int8 cell state loses 2-18% of the output's scale). "
-                f"Received: graph={graph!r}"
-            )
+        _check_graph(graph, fixed_length, quantize)
         calibration = []
         if quantize == "int8" or representative_data is not None:
             calibration = _calibration_inputs(
@@ -297,3 +252,64 @@ def export_tflite(
         with open(path, "wb") as f:
             f.write(flatbuffer)
     return flatbuffer
+
+
+def _check_arguments(
+    layer: Any,
+    *,
+    batch_size: int,
+    fixed_length: int | None,
+    graph: str,
+    sequence_lengths: bool,
+    quantize: str | None,
+    representative_data: Any,
+) -> None:
+    """`export_tflite`'s arguments, each and together, before any work."""
+    if not isinstance(layer, (LSTM, LSTMCell)):
+        raise TypeError(
+            "Expected a tflstm.LSTM or tflstm.LSTMCell. Received: an object of "
+            f"type {type(layer).__name__}"
+        )
+    _errors.check_int("batch_size", batch_size, minimum=1)
+    if fixed_length is not None:
+        _errors.check_int("fixed_length", fixed_length, minimum=1)
+    _errors.check_choice("graph", graph, GRAPHS)
+    _errors.check_bool("sequence_lengths", sequence_lengths)
+    _errors.check_choice("quantize", quantize, QUANTIZE_MODES)
+    if representative_data is not None and quantize in (None, "float16"):
+        raise ValueError(
+            "Expected `representative_data` only with quantize='int8' or "
+            "'dynamic' (float models need no calibration). Received: "
+            f"quantize={quantize!r} and representative_data"
+        )
+    if isinstance(layer, LSTMCell) and (
+        sequence_lengths
+        or fixed_length is not None
+        or quantize == "int8"
+        or representative_data is not None
+    ):
+        raise ValueError(
+            "Expected a tflstm.LSTM for `sequence_lengths=True`, "
+            "`fixed_length`, quantize='int8' or `representative_data` (a "
+            "cell runs one step, quantized with quantize='dynamic'). "
+            f"Received: a tflstm.LSTMCell with sequence_lengths="
+            f"{sequence_lengths}, fixed_length={fixed_length}, "
+            f"quantize={quantize!r}, representative_data "
+            f"{'given' if representative_data is not None else 'None'}"
+        )
+
+
+def _check_graph(graph: str, fixed_length: int | None, quantize: str | None) -> None:
+    """The graph chosen for an LSTM can serve the other arguments."""
+    if graph == "unrolled" and fixed_length is None:
+        raise ValueError(
+            "Expected `fixed_length` (the number of steps to unroll) for "
+            "graph='unrolled'. Received: fixed_length=None"
+        )
+    if quantize == "int8" and graph != "fused":
+        raise ValueError(
+            "Expected graph='fused' (or 'auto') for quantize='int8': only "
+            "TFLite's fused LSTM op keeps a 16-bit cell state (the other "
+            "graphs' int8 cell state loses 2-18% of the output's scale). "
+            f"Received: graph={graph!r}"
+        )
