@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from _tflstm.extras import require
@@ -84,27 +85,10 @@ def run_convert(args: argparse.Namespace) -> int:
     with pickles(args):
         checkpoint = open_checkpoint(path, trust_pickle=args.trust_pickle)
         prefix, spec = _choose(checkpoint, args)
-        cell = spec.kind == "LSTMCell"
-        recorded = None if cell else checkpoint.submodule(prefix)
-        if cell and (args.sequence_lengths or args.quantize == "int8"):
-            option = (
-                "--sequence-lengths" if args.sequence_lengths else "--quantize int8"
-            )
-            raise CliError(f"{option} needs an nn.LSTM, not an nn.LSTMCell")
-        batch_first = args.batch_first or bool(getattr(recorded, "batch_first", False))
-        shape = dict(cell=cell, input_size=spec.input_size, batch_first=batch_first)
-        if data is not None:
-            data = split_inputs(data, args.representative_data, **shape)
-        if inputs is not None:
-            inputs = split_inputs(inputs, args.inputs, **shape)
-            if fmt == "tflite":
-                axis = 0 if cell or batch_first else 1
-                inputs = batches(inputs, args.inputs, axis, args.batch_size)
+        recorded = None if spec.kind == "LSTMCell" else checkpoint.submodule(prefix)
+        data, inputs = _laid_out(args, fmt, spec, recorded, data, inputs)
         make_parent(args.output)
 
-        import tflstm  # first: TensorFlow without its start-up lines
-
-        # isort: split
         import converters
 
         layer = converters.from_torch(
@@ -120,22 +104,73 @@ def run_convert(args: argparse.Namespace) -> int:
                 path, prefix=prefix, trust_pickle=args.trust_pickle
             )
     if args.quantize == "int8" and data is None:
-        data = [
-            converters.random_input(layer, steps=50, batch=args.batch_size, seed=s)
-            for s in range(1, 9)
-        ]
-        print(
-            f"tflstm-convert {args.command}: WARNING: --quantize int8 without "
-            "--representative-data: calibrating on random standard-normal "
-            "inputs. The int8 model's activation ranges then fit those, not "
-            "your data, and inputs of another scale or sign can lose most of "
-            "their precision. Pass --representative-data with a few batches "
-            "of real inputs (.npy/.npz).",
-            file=sys.stderr,
-        )
+        data = _random_calibration(layer, args)
     # "dynamic" checks the cell state's range on the data, or on --inputs.
     checked = inputs if data is None and args.quantize == "dynamic" else data
     reasons = _write(layer, args, fmt, checked)
+    _print_notes(layer, args, fmt, recorded)
+    if not args.verify:
+        return EXIT_OK
+    module = converters.torch_module_from(
+        params, prefix, batch_first=getattr(layer, "batch_first", False)
+    )
+    runs = _verification_runs(layer, args, inputs, data)
+    atol, rtol, absent = _tolerance(args)
+    why = _why(layer, args, [x for x, _ in runs], reasons)
+    served = reload(args.output, fmt, layer)  # the written file, not the layer
+    return judge(served, module, runs, atol, rtol, absent=absent, why=why)
+
+
+def _laid_out(
+    args: argparse.Namespace,
+    fmt: str,
+    spec: Any,
+    recorded: Any,
+    data: list | None,
+    inputs: list | None,
+) -> tuple[list | None, list | None]:
+    """The --representative-data and --inputs arrays as the layer's inputs,
+    checked against its configuration before any work; --inputs of a .tflite
+    model cut into its batch size."""
+    cell = spec.kind == "LSTMCell"
+    if cell and (args.sequence_lengths or args.quantize == "int8"):
+        option = "--sequence-lengths" if args.sequence_lengths else "--quantize int8"
+        raise CliError(f"{option} needs an nn.LSTM, not an nn.LSTMCell")
+    batch_first = args.batch_first or bool(getattr(recorded, "batch_first", False))
+    shape = dict(cell=cell, input_size=spec.input_size, batch_first=batch_first)
+    if data is not None:
+        data = split_inputs(data, args.representative_data, **shape)
+    if inputs is not None:
+        inputs = split_inputs(inputs, args.inputs, **shape)
+        if fmt == "tflite":
+            axis = 0 if cell or batch_first else 1
+            inputs = batches(inputs, args.inputs, axis, args.batch_size)
+    return data, inputs
+
+
+def _random_calibration(layer: Any, args: argparse.Namespace) -> list:
+    """int8 without --representative-data: random inputs, and a warning."""
+    import converters
+
+    print(
+        f"tflstm-convert {args.command}: WARNING: --quantize int8 without "
+        "--representative-data: calibrating on random standard-normal "
+        "inputs. The int8 model's activation ranges then fit those, not "
+        "your data, and inputs of another scale or sign can lose most of "
+        "their precision. Pass --representative-data with a few batches "
+        "of real inputs (.npy/.npz).",
+        file=sys.stderr,
+    )
+    return [
+        converters.random_input(layer, steps=50, batch=args.batch_size, seed=s)
+        for s in range(1, 9)
+    ]
+
+
+def _print_notes(layer: Any, args: argparse.Namespace, fmt: str, recorded: Any) -> None:
+    """What was written, and what the user must know to use it."""
+    import tflstm
+
     print(f"wrote {args.output}: {layer.__class__.__name__}{torch_args(layer)}")
     if isinstance(layer, tflstm.LSTM):
         if hasattr(recorded, "batch_first"):
@@ -148,50 +183,25 @@ def run_convert(args: argparse.Namespace) -> int:
             "note: load it with `import tflstm` first (which registers the "
             f"layer with Keras), then keras.saving.load_model({args.output!r})"
         )
-    if not args.verify:
-        return EXIT_OK
-    return _verify_written(
-        layer,
-        args,
-        fmt,
-        params=params,
-        prefix=prefix,
-        inputs=inputs,
-        data=data,
-        reasons=reasons,
-    )
 
 
-def _verify_written(
-    layer: Any,
-    args: argparse.Namespace,
-    fmt: str,
-    *,
-    params: Any,
-    prefix: str,
-    inputs: list | None,
-    data: list | None,
-    reasons: list[str],
-) -> int:
-    """`convert --verify`: the written file against torch on the checkpoint's
-    own weights, on --inputs, the first input of the quantization data, or a
-    random input."""
+def _verification_runs(
+    layer: Any, args: argparse.Namespace, inputs: list | None, data: list | None
+) -> list[tuple[Any, Any]]:
+    """(input, lengths) pairs to verify on: --inputs, the first input of the
+    quantization data, or a random input; random lengths with
+    --sequence-lengths. Says which."""
     import numpy as np
 
     import converters
     import tflstm
 
-    module = converters.torch_module_from(
-        params, prefix, batch_first=getattr(layer, "batch_first", False)
-    )
-    served = reload(args.output, fmt, layer)
+    cell = isinstance(layer, tflstm.LSTMCell)
     if inputs is not None:
         source = f"{len(inputs)} input(s) of {args.inputs}"
     elif data is not None:  # quantized: on inputs like those it was calibrated on
-        x = data[0]
-        cell = isinstance(layer, tflstm.LSTMCell)
         batch_axis = 0 if cell or layer.batch_first else 1
-        inputs = [np.take(x, range(args.batch_size), axis=batch_axis)]
+        inputs = [np.take(data[0], range(args.batch_size), axis=batch_axis)]
         named = args.representative_data or "the random calibration inputs"
         source = f"the first input of {named}"
     else:
@@ -201,22 +211,28 @@ def _verify_written(
             "FILE.npy|.npz to verify on your own)"
         )
     print(f"verifying on {source}: shape {inputs[0].shape}")
-    runs: list[tuple[Any, Any]] = [(x, None) for x in inputs]
-    if args.sequence_lengths:
-        time_axis = 1 if layer.batch_first else 0
-        batch_axis = 1 - time_axis
-        runs = [
-            (
-                x,
-                converters.random_lengths(
-                    x.shape[time_axis], x.shape[batch_axis], seed=i
-                ),
-            )
-            for i, x in enumerate(inputs)
-        ]
-        first = runs[0][1].tolist()
-        more = " (random for each input)" if len(runs) > 1 else ""
-        print(f"sequence_lengths: {first}{more}")
+    if not args.sequence_lengths:
+        return [(x, None) for x in inputs]
+    time_axis = 1 if layer.batch_first else 0
+    runs = [
+        (
+            x,
+            converters.random_lengths(
+                x.shape[time_axis], x.shape[1 - time_axis], seed=i
+            ),
+        )
+        for i, x in enumerate(inputs)
+    ]
+    more = " (random for each input)" if len(runs) > 1 else ""
+    print(f"sequence_lengths: {runs[0][1].tolist()}{more}")
+    return runs
+
+
+def _tolerance(
+    args: argparse.Namespace,
+) -> tuple[float | None, float | None, tuple[str, ...]]:
+    """--atol/--rtol, else a quantized mode's tolerance (None: the float32
+    rule), and the outputs the model does not produce; says which."""
     atol, rtol = args.atol, args.rtol
     absent: tuple[str, ...] = ()
     if args.quantize:
@@ -234,14 +250,22 @@ def _verify_written(
                 "c_n: not produced by an int8 model with sequence lengths "
                 "(see tflstm.tflite)"
             )
+    return atol, rtol, absent
 
-    def why() -> list[str]:  # a failing quantized model: what the export saw
+
+def _why(
+    layer: Any, args: argparse.Namespace, inputs: list, reasons: list[str]
+) -> Callable[[], list[str]]:
+    """Why a quantized model failed --verify (asked only if it did): what the
+    export warned, else what the verified inputs show, else the general cause."""
+
+    def why() -> list[str]:
         if not args.quantize:
             return []
         from tflstm.tflite import quantization_risks
 
         found = quantization_risks(
-            layer, args.quantize, [x for x, _ in runs], source="the verified inputs"
+            layer, args.quantize, inputs, source="the verified inputs"
         )
         return (
             reasons
@@ -256,7 +280,7 @@ def _verify_written(
             ]
         )
 
-    return judge(served, module, runs, atol, rtol, absent=absent, why=why)
+    return why
 
 
 def _write(layer: Any, args: argparse.Namespace, fmt: str, data: Any) -> list[str]:
