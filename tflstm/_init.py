@@ -48,6 +48,28 @@ def with_weights(
     return layer
 
 
+class FromWeights:
+    """Gives a layer class `from_weights`: construction with given weights."""
+
+    @classmethod
+    def from_weights(
+        cls: type[LayerT], weights: Mapping[str, Any], **config: Any
+    ) -> LayerT:
+        """The layer `cls(**config)` whose weights are created from `weights`,
+        by PyTorch name: arrays of torch's shapes, or functions
+        `(shape, dtype) -> array`, called when the weight is created (how
+        `converters.from_torch` reads a checkpoint one tensor at a time). The
+        weights not named keep PyTorch's initialisation.
+
+        >>> import numpy as np, tflstm
+        >>> weights = {"weight_ih_l0": np.ones((8, 3)), "weight_hh_l0": np.ones((8, 2))}
+        >>> layer = tflstm.LSTM.from_weights(weights, input_size=3, hidden_size=2)
+        >>> float(layer.weight_ih_l0.numpy().min())  # the others: PyTorch's init
+        1.0
+        """
+        return with_weights(cls, weights, config)
+
+
 def create_weights(
     layer: keras.layers.Layer,
     shapes: Mapping[str, tuple[int, ...]],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
 import keras
@@ -12,7 +11,7 @@ import tensorflow as tf
 
 from _tflstm.params import lstm_param_name, lstm_param_shapes
 from tflstm import _errors
-from tflstm._init import create_weights, with_weights
+from tflstm._init import FromWeights, create_weights
 from tflstm._ops import (
     LSTMWeights,
     dims,
@@ -27,7 +26,7 @@ _STATE_LEGEND_C = "(D*num_layers, N, H_cell)"
 
 
 @keras.saving.register_keras_serializable(package="tflstm")
-class LSTM(keras.layers.Layer):
+class LSTM(FromWeights, keras.layers.Layer):
     r"""A multi-layer LSTM that computes exactly what `torch.nn.LSTM` computes.
 
     For each element of the input sequence, each layer computes
@@ -568,22 +567,6 @@ class LSTM(keras.layers.Layer):
         return keras.random.dropout(x, self.dropout, seed=self.seed_generator)
 
     # -- serialisation --------------------------------------------------------
-
-    @classmethod
-    def from_weights(cls, weights: Mapping[str, Any], **config: Any) -> LSTM:
-        """`LSTM(**config)` whose weights are created from `weights`, by
-        PyTorch name: arrays of torch's shapes, or functions
-        `(shape, dtype) -> array`, called when the weight is created (how
-        `converters.from_torch` reads a checkpoint one tensor at a time). The
-        weights not named keep PyTorch's initialisation.
-
-        >>> import numpy as np
-        >>> weights = {"weight_ih_l0": np.ones((8, 3)), "weight_hh_l0": np.ones((8, 2))}
-        >>> layer = LSTM.from_weights(weights, input_size=3, hidden_size=2)
-        >>> float(layer.weight_ih_l0.numpy().min())  # the others: PyTorch's init
-        1.0
-        """
-        return with_weights(cls, weights, config)
 
     def get_config(self) -> dict[str, Any]:
         config = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import keras
@@ -10,12 +9,12 @@ import tensorflow as tf
 
 from _tflstm.params import lstm_cell_param_shapes
 from tflstm import _errors
-from tflstm._init import create_weights, with_weights
+from tflstm._init import FromWeights, create_weights
 from tflstm._ops import LSTMWeights, cell_step, stack_weights
 
 
 @keras.saving.register_keras_serializable(package="tflstm")
-class LSTMCell(keras.layers.Layer):
+class LSTMCell(FromWeights, keras.layers.Layer):
     r"""One LSTM step, exactly as `torch.nn.LSTMCell` computes it.
 
     .. math::
@@ -139,23 +138,6 @@ class LSTMCell(keras.layers.Layer):
             get, lambda kind, d: kind, 1, bias=self.bias, projection=False, stack=stack
         )
         return weights.direction(0)
-
-    @classmethod
-    def from_weights(cls, weights: Mapping[str, Any], **config: Any) -> LSTMCell:
-        """`LSTMCell(**config)` whose weights are created from `weights`, by
-        PyTorch name: arrays of torch's shapes, or functions
-        `(shape, dtype) -> array`, called when the weight is created (how
-        `converters.from_torch` reads a checkpoint one tensor at a time). The
-        weights not named keep PyTorch's initialisation.
-
-        >>> import numpy as np
-        >>> cell = LSTMCell.from_weights(
-        ...     {"weight_hh": np.zeros((8, 2))}, input_size=3, hidden_size=2
-        ... )
-        >>> float(abs(cell.weight_hh.numpy()).max())
-        0.0
-        """
-        return with_weights(cls, weights, config)
 
     def get_config(self) -> dict[str, Any]:
         config = {
