@@ -272,11 +272,12 @@ def _why(
             or found
             or [
                 f"quantize={args.quantize!r} rounds the weights (and, but for "
-                "float16, the activations) at every step, and the errors add up "
-                "over the steps that the cell state remembers; no heavy-tailed "
-                "weights or large cell state were found, so compare the modes on "
-                "your data: --quantize float16 keeps float32 math at about half "
-                "the float size"
+                "float16, the activations) to fewer bits, which on these inputs "
+                "costs more than the tolerance (over a sequence, the errors also "
+                "add up over the steps that the cell state remembers); no "
+                "heavy-tailed weights or large cell state were found. Compare "
+                "the modes on your own inputs (--inputs): --quantize float16 "
+                "keeps float32 math at about half the float size"
             ]
         )
 
