@@ -10,15 +10,11 @@ DEMO_STAMP := $(VENV)/.installed-demo
 demo: $(DEMO_STAMP)  ## port the bundled PyTorch model and print the parity report
 	$(PY) examples/port_checkpoint.py
 
-test: $(STAMP)  ## lint, layering, types, the whole suite on 2 workers, then the oneDNN-sensitive tests with oneDNN flipped
+test: $(STAMP)  ## lint, layering; the whole suite on 2 workers and, beside it, types and the oneDNN-sensitive tests with oneDNN flipped
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/mypy
-	$(PY) -m pytest -n 2 -q --durations=15
-	@flipped=$$($(PY) .ci/flipped_onednn.py) && \
-	echo "== again, the tests marked numerics with TF_ENABLE_ONEDNN_OPTS=$$flipped" && \
-	TF_ENABLE_ONEDNN_OPTS=$$flipped $(PY) -m pytest -n 2 -q -m numerics --durations=5
+	$(PY) .ci/suite.py
 
 notebook: $(STAMP)  ## re-run the walkthrough notebook, writing its outputs in place
 	$(PY) -c "import nbformat; from nbclient import NotebookClient; \
