@@ -29,6 +29,16 @@ def _torch_outputs(module, x_batch_major):
     return [output.numpy(), h_n.transpose(0, 1).numpy(), c_n.transpose(0, 1).numpy()]
 
 
+def _assert_reloaded_predicts_like_torch(path, module):
+    """The `.keras` file at `path`, loaded back, predicts torch's numbers in
+    small batches."""
+    model = keras.saving.load_model(path)
+    x = np.random.default_rng(0).standard_normal((N, L, H_IN)).astype("float32")
+    got = model.predict(x, batch_size=BATCH_SIZE, verbose=0)
+    for g, w in zip(got, _torch_outputs(module, x), strict=True):
+        np.testing.assert_allclose(g, w, atol=ATOL["float32"], rtol=0)
+
+
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_predict_evaluate_fit_with_small_batches_match_torch(batch_first):
     cfg = dict(num_layers=2, bidirectional=True, proj_size=2, batch_first=batch_first)
@@ -95,11 +105,7 @@ def test_cli_keras_file_predicts_like_torch_in_small_batches(tmp_path, capsys):
     torch.save(module.state_dict(), tmp_path / "m.pt")
     assert main(["convert", str(tmp_path / "m.pt"), str(tmp_path / "m.keras")]) == 0
     assert "import tflstm" in capsys.readouterr().out
-    model = keras.saving.load_model(tmp_path / "m.keras")
-    x = np.random.default_rng(0).standard_normal((N, L, H_IN)).astype("float32")
-    got = model.predict(x, batch_size=BATCH_SIZE, verbose=0)
-    for g, w in zip(got, _torch_outputs(module, x), strict=True):
-        np.testing.assert_allclose(g, w, atol=ATOL["float32"], rtol=0)
+    _assert_reloaded_predicts_like_torch(tmp_path / "m.keras", module)
 
 
 def test_keras_file_of_a_time_major_layer_reloads_and_refuses_the_trap(tmp_path):
@@ -111,11 +117,7 @@ def test_keras_file_of_a_time_major_layer_reloads_and_refuses_the_trap(tmp_path)
     with pytest.raises(ValueError, match="Expected `input` laid out"):
         layer(keras.Input((None, H_IN)))
     converters.keras_model(layer).save(tmp_path / "m.keras")
-    model = keras.saving.load_model(tmp_path / "m.keras")
-    x = np.random.default_rng(0).standard_normal((N, L, H_IN)).astype("float32")
-    got = model.predict(x, batch_size=BATCH_SIZE, verbose=0)
-    for g, w in zip(got, _torch_outputs(module, x), strict=True):
-        np.testing.assert_allclose(g, w, atol=ATOL["float32"], rtol=0)
+    _assert_reloaded_predicts_like_torch(tmp_path / "m.keras", module)
 
 
 def test_keras_file_of_a_cell_streams_like_torch(tmp_path):
