@@ -13,7 +13,8 @@ from oracle import ATOL, copy_torch_weights, weight_errors
 from tensorflow.core.protobuf import saved_model_pb2
 
 import tflstm
-from tflstm._ops import LSTMWeights
+from tflstm import cells
+from tflstm._ops import Weights
 from tflstm.export import export_saved_model
 from tflstm.kernels import policy as _policy
 from tflstm.kernels import probes as _probes
@@ -28,6 +29,7 @@ LOOPS = {"While", "StatelessWhile"}
 CPU_KERNEL = LOOPS | {"BlockLSTMV2"}
 
 BASE = _policy.KernelFacts(
+    cell="lstm",
     training=False,
     dtype="float32",
     projection=False,
@@ -79,6 +81,15 @@ TABLE = [
     ({"gpu": True, "kernel": "xla"}, "loop_xla"),  # another kernel asked for
     ({"gpu": True, "use_cudnn": True}, "cudnn"),
     ({"gpu": True, "use_cudnn": True, "exporting": "saved_model"}, "cudnn"),
+    # A GRU: no BlockLSTMV2 (an LSTM op), cuDNN's GRU on a GPU, the rest alike.
+    ({"cell": "gru"}, "loop"),
+    ({"cell": "gru", "dtype": "float16"}, "loop"),
+    ({"cell": "gru", "training": True}, "bptt"),
+    ({"cell": "gru", "exporting": "litert"}, "litert"),
+    ({"cell": "gru", "kernel": "xla"}, "loop_xla"),
+    ({"cell": "gru", "gpu": True}, "cudnn"),
+    ({"cell": "gru", "gpu": True, "lengths": True, "training": True}, "cudnn"),
+    ({"cell": "gru", "gpu": True, "exporting": "saved_model"}, "portable"),
 ]
 
 
@@ -94,7 +105,7 @@ def test_policy_table(changes, expected):
             {"use_cudnn": True},
             "use_cudnn=True was specified, but cuDNN cannot serve this layer: no "
             "GPU is visible (or the device scope is a CPU). Pass use_cudnn='auto' "
-            "to fall back to a non-cuDNN kernel. Received: dtype='float32', "
+            "to fall back to a non-cuDNN kernel. Received: cell='lstm', dtype='float32', "
             "projection=False, lengths=False, gpu=False, kernel='auto', "
             "use_cudnn=True",
         ),
@@ -109,14 +120,16 @@ def test_policy_table(changes, expected):
         (
             {"kernel": "block", "projection": True},
             "kernel='block' (TensorFlow's BlockLSTMV2) cannot serve this layer: it "
-            "has no projection, no sequence lengths, no float64 and cannot be "
-            "compiled by XLA. Pass kernel='auto'. Received: dtype='float32', "
+            "is an LSTM with no projection, no sequence lengths, no float64, and "
+            "cannot be compiled by XLA. Pass kernel='auto'. Received: "
+            "cell='lstm', dtype='float32', "
             "projection=True, lengths=False, gpu=False, kernel='block', "
             "use_cudnn='auto'",
         ),
         ({"kernel": "block", "lengths": True}, "lengths=True"),
         ({"kernel": "block", "dtype": "float64"}, "dtype='float64'"),
         ({"kernel": "block", "in_xla": True}, "in_xla=True"),
+        ({"kernel": "block", "cell": "gru"}, "cell='gru'"),
     ],
 )
 def test_explicit_choices_that_cannot_serve_raise(changes, message):
@@ -274,7 +287,7 @@ def test_exports_are_portable_when_a_gpu_is_visible(gpu_visible, tmp_path):
 def test_cudnn_params_gate_order():
     hidden = 2
     rng = np.random.default_rng(0)
-    weights = LSTMWeights(
+    weights = Weights(
         tf.constant(rng.standard_normal((4 * hidden, 3))),
         tf.constant(rng.standard_normal((4 * hidden, hidden))),
         tf.constant(rng.standard_normal(4 * hidden)),
@@ -285,8 +298,8 @@ def test_cudnn_params_gate_order():
         sizes = [hidden * 3] * 4 + [hidden * hidden] * 4 + [hidden] * 8
         return tf.split(params, sizes)
 
-    cudnn = blocks(cudnn_params(weights, rocm=False))
-    miopen = blocks(cudnn_params(weights, rocm=True))
+    cudnn = blocks(cudnn_params(cells.LSTM, weights, rocm=False))
+    miopen = blocks(cudnn_params(cells.LSTM, weights, rocm=True))
     w_ih = np.split(weights.weight_ih.numpy(), 4)
     np.testing.assert_array_equal(cudnn[2], w_ih[2].ravel())  # g third
     for i, j in enumerate((0, 1, 3, 2)):  # MIOpen: (i, f, o, g)

@@ -81,6 +81,7 @@ def test_model_input_layer_reads_keras_history():
 
 
 FACTS = dict(
+    cell="lstm",
     training=False,
     dtype="float32",
     projection=False,

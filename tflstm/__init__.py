@@ -1,4 +1,6 @@
-"""tflstm: PyTorch's `nn.LSTM` and `nn.LSTMCell`, number for number, as Keras 3 layers.
+"""tflstm: PyTorch's recurrent modules, number for number, as Keras 3 layers.
+
+`LSTM`, `LSTMCell`, `GRU` and `GRUCell` compute what `torch.nn`'s do.
 
 >>> import tflstm
 >>> layer = tflstm.LSTM(input_size=8, hidden_size=16, num_layers=2, batch_first=True)
@@ -14,11 +16,14 @@ from tflstm._quiet import import_tensorflow
 import_tensorflow()
 
 from _tflstm.params import lstm_cell_param_shapes, lstm_param_shapes  # noqa: E402
+from tflstm.gru import GRU, GRUCell  # noqa: E402
 from tflstm.lstm import LSTM  # noqa: E402
 from tflstm.lstm_cell import LSTMCell  # noqa: E402
 
 __all__ = [
+    "GRU",
     "LSTM",
+    "GRUCell",
     "LSTMCell",
     "__version__",
     "lstm_cell_param_shapes",

@@ -192,15 +192,30 @@ def check_length_values(
         )
 
 
-def check_state_pair(name: str, value: object) -> None:
-    """`hx` is a pair `(h_0, c_0)`."""
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
+def check_states(name: str, value: object, states: tuple[str, ...]) -> None:
+    """`hx` as torch takes it: a tuple `(h_0, c_0)` for an LSTM, one tensor
+    `h_0` for a cell with one state."""
+    if len(states) == 1:
+        if isinstance(value, (tuple, list)) or not hasattr(value, "shape"):
+            what = (
+                f"a {type(value).__name__} of length {len(value)}"
+                if isinstance(value, (tuple, list))
+                else f"an object of type {type(value).__name__}"
+            )
+            raise ValueError(
+                f"Expected `{name}` to be a tensor {states[0]}_0, or None. "
+                f"Received: {what}"
+            )
+        return
+    # (two states at most: the LSTM's)
+    if not isinstance(value, (tuple, list)) or len(value) != len(states):
         what = (
             f"a {type(value).__name__} of length {len(value)}"
             if isinstance(value, (tuple, list))
             else f"an object of type {type(value).__name__}"
         )
+        names = ", ".join(f"{s}_0" for s in states)
         raise ValueError(
-            f"Expected `{name}` to be a tuple (h_0, c_0) of two tensors, or None. "
+            f"Expected `{name}` to be a tuple ({names}) of two tensors, or None. "
             f"Received: {what}"
         )

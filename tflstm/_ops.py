@@ -1,17 +1,19 @@
-"""The LSTM math as pure TensorFlow functions of tensors (no Keras state).
+"""The recurrent core's math as pure TensorFlow functions of tensors (no
+Keras state), for any cell definition (`tflstm.cells`).
 
-One copy of each piece, used by every kernel, the cell and the exporters:
-`stack_weights` (the only place where `bias_ih + bias_hh` is summed), `step`
-(the gate equations) and `inference_steps` (a run of them), `keep_state` (the
-masking rule of packed sequences), `reverse_time` and `directions` (the
-backward direction's view of a batch, and the two directions put together),
-`project` (the input projection) and `blocked_loop` (the time loop).
+One copy of each piece, used by every kernel, the cell layers and the
+exporters: `stack_weights` (the only place where torch's two biases are
+split between the input and the recurrent side, by the cell), `project`
+(the input projection), `inference_steps` (a run of a cell's steps),
+`keep_state` (the masking rule of packed sequences), `reverse_time` and
+`directions` (the backward direction's view of a batch, and the two
+directions put together) and `blocked_loop` (the time loop).
 
-Conventions, as in `torch.nn.LSTM`: gates are stacked in the order
-(input, forget, cell, output) along the last axis of size 4 * hidden_size, and
-weights keep PyTorch's shapes (`weight_ih`: (4*H, H_in), `weight_hh`:
-(4*H, H_out), `weight_hr`: (H_out, H)). The kernels transpose them once per
-call, never per step.
+Conventions, as in torch: gates are stacked along the last axis of size
+G * hidden_size (G = the cell's gate count, in torch's gate order), and
+weights keep PyTorch's shapes (`weight_ih`: (G*H, H_in), `weight_hh`:
+(G*H, H_out), `weight_hr`: (H_out, H)). The kernels transpose them once per
+call, never per step. A state is a tuple of tensors, `h` first.
 """
 
 from __future__ import annotations
@@ -22,50 +24,68 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from tflstm.cells.base import Cell, Recurrent, State
+
 # Every path uses TensorFlow's own sigmoid and tanh in the compute dtype:
 # float64 activations on the training path bought no accuracy that the
 # float32 criterion of tests/test_long.py can see, and cost a tenth to a
 # quarter of a training step (README, "How equality is checked").
 
 
-class LSTMWeights(NamedTuple):
+class Weights(NamedTuple):
     """The weights of one layer, in PyTorch's shapes.
 
-    Per direction: `weight_ih` (4*H, H_in), `weight_hh` (4*H, H_out), `bias`
-    = `bias_ih + bias_hh` (4*H,) or None, `weight_hr` (H_out, H) or None. A
-    layer's weights stack its directions on a leading axis D
-    (`stack_weights`); `direction(d)` takes one out.
+    Per direction: `weight_ih` (G*H, H_in), `weight_hh` (G*H, H_out), `bias`
+    (G*H,) the input-side bias or None, `weight_hr` (H_out, H) or None,
+    `recurrent_bias` (G*H,) the recurrent-side bias or None
+    (`Cell.split_bias`: an LSTM sums both biases into `bias`, a GRU keeps
+    `bias_hh` here). A layer's weights stack its directions on a leading axis
+    D (`stack_weights`); `direction(d)` takes one out.
     """
 
     weight_ih: Any
     weight_hh: Any
     bias: Any = None
     weight_hr: Any = None
+    recurrent_bias: Any = None
 
     @property
     def num_directions(self) -> int:
         return int(self.weight_ih.shape[0])
 
-    def direction(self, d: int) -> LSTMWeights:
+    def direction(self, d: int) -> Weights:
         return self.map(lambda w: w[d])
 
-    def map(self, fn: Callable) -> LSTMWeights:
+    def map(self, fn: Callable) -> Weights:
         """`fn` applied to every weight that is present."""
-        return LSTMWeights(*(None if w is None else fn(w) for w in self))
+        return Weights(*(None if w is None else fn(w) for w in self))
 
-    def with_bias(self) -> LSTMWeights:
-        """These weights with a zero bias where there is none (`bias=False`),
-        for the kernels and exports that always take one: adding zeros is
+    def with_bias(self, cell: Cell) -> Weights:
+        """These weights with zero biases where there are none (`bias=False`),
+        for the kernels and exports that always take them: adding zeros is
         exact. numpy arrays stay numpy."""
-        if self.bias is not None:
-            return self
         w = self.weight_ih
         if isinstance(w, np.ndarray):
-            return self._replace(bias=np.zeros(w.shape[:-1], w.dtype))
-        return self._replace(bias=tf.zeros(tf.shape(w)[:-1], w.dtype))
+            zeros = np.zeros(w.shape[:-1], w.dtype)
+        else:
+            zeros = tf.zeros(tf.shape(w)[:-1], w.dtype)
+        bias, recurrent_bias = cell.split_bias(zeros, zeros)
+        return self._replace(
+            bias=bias if self.bias is None else self.bias,
+            recurrent_bias=(
+                recurrent_bias if self.recurrent_bias is None else self.recurrent_bias
+            ),
+        )
+
+    def recurrent(self) -> Recurrent:
+        """One direction's recurrent weights, transposed (once per call)."""
+        return Recurrent(
+            transposed(self.weight_hh), self.recurrent_bias, transposed(self.weight_hr)
+        )
 
 
 def stack_weights(
+    cell: Cell,
     get: Callable[[str], Any],
     names: Callable[[str, int], str],
     num_directions: int,
@@ -73,10 +93,11 @@ def stack_weights(
     bias: bool,
     projection: bool,
     stack: Callable = tf.stack,
-) -> LSTMWeights:
+) -> Weights:
     """One layer's weights from PyTorch's parameters, directions stacked.
 
     Args:
+        cell: the cell definition, which splits the biases.
         get: returns the parameter of a name (a variable, tensor or array).
         names: `names(kind, direction)` gives the parameter's name, e.g.
             `("weight_ih", 1) -> "weight_ih_l0_reverse"`.
@@ -86,45 +107,18 @@ def stack_weights(
     def stacked(kind: str) -> Any:
         return stack([get(names(kind, d)) for d in range(num_directions)])
 
-    return LSTMWeights(
+    input_bias, recurrent_bias = (
+        cell.split_bias(stacked("bias_ih"), stacked("bias_hh"))
+        if bias
+        else (None, None)
+    )
+    return Weights(
         stacked("weight_ih"),
         stacked("weight_hh"),
-        stacked("bias_ih") + stacked("bias_hh") if bias else None,
+        input_bias,
         stacked("weight_hr") if projection else None,
+        recurrent_bias,
     )
-
-
-def gates(z: tf.Tensor) -> tuple[tf.Tensor, ...]:
-    """The activated gates (i, f, g, o) from their pre-activations (..., 4*H)."""
-    i, f, g, o = tf.split(z, 4, axis=-1)
-    return tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
-
-
-def step(
-    x_gates: tf.Tensor,
-    h: tf.Tensor,
-    c: tf.Tensor,
-    weight_hh_t: tf.Tensor,
-    weight_hr_t: tf.Tensor | None,
-) -> tuple[tf.Tensor, tf.Tensor, tuple[tf.Tensor, ...], tf.Tensor]:
-    """One LSTM step from the input part of the gates.
-
-    Args:
-        x_gates: `x @ weight_ih^T + bias_ih + bias_hh`, shape (N, 4*H).
-        h: the previous hidden state (N, H_out); c: the cell state (N, H).
-        weight_hh_t: `weight_hh` transposed, (H_out, 4*H).
-        weight_hr_t: `weight_hr` transposed, (H, H_out), or None.
-
-    Returns:
-        `(h, c, (i, f, g, o), m)`: the next states, the activated gates and
-        `m = o * tanh(c)` (which the projection maps to `h`).
-    """
-    i, f, g, o = gates(x_gates + tf.matmul(h, weight_hh_t))
-    c = f * c + i * g
-    h = m = o * tf.tanh(c)
-    if weight_hr_t is not None:
-        h = tf.matmul(m, weight_hr_t)
-    return h, c, (i, f, g, o), m
 
 
 def keep_state(valid: tf.Tensor | None, new: tf.Tensor, old: tf.Tensor) -> tf.Tensor:
@@ -171,28 +165,30 @@ def dims(t: tf.Tensor) -> list:
 def directions(
     recurrence: Callable,
     x: tf.Tensor,
-    h0: tf.Tensor,
-    c0: tf.Tensor,
-    weights: LSTMWeights,
+    state: State,
+    weights: Weights,
     lengths: tf.Tensor | None,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Runs `recurrence(x, h0, c0, weights, valid)` for each direction (the
-    backward one on the time-reversed input: the loops never index backwards)
-    and puts the directions together."""
+) -> tuple[tf.Tensor, State]:
+    """Runs `recurrence(x, state, weights, valid) -> (output, state)` for each
+    direction (the backward one on the time-reversed input: the loops never
+    index backwards) and puts the directions together. `state`: a tuple of
+    (D, N, ...) tensors; returns the output (L, N, D*H_out) and the final
+    state, each (D, N, ...)."""
     valid = None if lengths is None else valid_steps(lengths, dims(x)[0])
-    outputs, h_n, c_n = [], [], []
+    outputs, finals = [], []
     for d in range(weights.num_directions):
         x_d = reverse_time(x, lengths) if d else x
-        y, h, c = recurrence(x_d, h0[d], c0[d], weights.direction(d), valid)
+        y, final = recurrence(
+            x_d, tuple(s[d] for s in state), weights.direction(d), valid
+        )
         outputs.append(reverse_time(y, lengths) if d else y)
-        h_n.append(h)
-        c_n.append(c)
+        finals.append(final)
     output = outputs[0] if len(outputs) == 1 else tf.concat(outputs, -1)
-    return output, tf.stack(h_n), tf.stack(c_n)
+    return output, tuple(tf.stack(s) for s in zip(*finals, strict=True))
 
 
-def project(x: tf.Tensor, weights: LSTMWeights) -> tf.Tensor:
-    """`x @ weight_ih^T + bias` for every row of x (..., H_in) -> (..., 4*H)."""
+def project(x: tf.Tensor, weights: Weights) -> tf.Tensor:
+    """`x @ weight_ih^T + bias` for every row of x (..., H_in) -> (..., G*H)."""
     *lead, input_size = dims(x)
     z = tf.matmul(tf.reshape(x, [-1, input_size]), weights.weight_ih, transpose_b=True)
     if weights.bias is not None:
@@ -200,14 +196,11 @@ def project(x: tf.Tensor, weights: LSTMWeights) -> tf.Tensor:
     return tf.reshape(z, [*lead, -1])
 
 
-def cell_step(
-    x: tf.Tensor, h: tf.Tensor, c: tf.Tensor, weights: LSTMWeights
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """One step of `nn.LSTMCell` from its input (N, H_in): the next (h, c).
-    `weights`: one direction's, without projection (`LSTMCell.cell_weights`)."""
-    weight_hh_t = transposed(weights.weight_hh)
-    h, c, _, _ = step(project(x, weights), h, c, weight_hh_t, None)
-    return h, c
+def cell_step(cell: Cell, x: tf.Tensor, state: State, weights: Weights) -> State:
+    """One step of a cell layer (`nn.LSTMCell`, ...) from its input (N, H_in):
+    the next state. `weights`: one direction's, without projection."""
+    state, _ = cell.step(project(x, weights), state, weights.recurrent())
+    return state
 
 
 def window(t: tf.Tensor, t0: Any, k: int, *, xla: bool = False) -> tf.Tensor:
@@ -238,23 +231,23 @@ def _xla_steps(t: tf.Tensor, t0: Any, k: int) -> list[tf.Tensor]:
 
 
 def inference_steps(
+    cell: Cell,
     z: list,
     masks: list,
-    state: tuple[tf.Tensor, tf.Tensor],
-    recurrent: tuple[tf.Tensor, tf.Tensor | None],
+    state: State,
+    rec: Recurrent,
     zeros: tf.Tensor,
-) -> tuple[tf.Tensor, tf.Tensor, list]:
+) -> tuple[State, list]:
     """Consecutive steps of inference from their input gates `z` and masks
-    (None entries: no lengths), from `state` (h, c) with the transposed
-    `recurrent` weights (weight_hh^T, weight_hr^T or None); returns the states
-    after them and each step's output (0 past a sequence's length)."""
-    (h, c), (weight_hh_t, weight_hr_t) = state, recurrent
+    (None entries: no lengths), from `state` with the transposed recurrent
+    weights `rec`; returns the state after them and each step's output (0
+    past a sequence's length)."""
     outputs = []
     for z_t, valid in zip(z, masks, strict=True):
-        h_new, c_new, _, _ = step(z_t, h, c, weight_hh_t, weight_hr_t)
-        h, c = keep_state(valid, h_new, h), keep_state(valid, c_new, c)
-        outputs.append(keep_state(valid, h_new, zeros))
-    return h, c, outputs
+        new, output = cell.step(z_t, state, rec)
+        state = tuple(keep_state(valid, n, o) for n, o in zip(new, state, strict=True))
+        outputs.append(keep_state(valid, output, zeros))
+    return state, outputs
 
 
 # Steps per iteration of the time loops. TensorFlow's executor spends a few

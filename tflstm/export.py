@@ -6,9 +6,12 @@ both with dynamic batch size and sequence length:
 - `serving_default`: `input` -> `output`, `h_n`, `c_n` (zero initial state);
 - `with_state`: `input`, `h_0`, `c_0` -> `output`, `h_n`, `c_n`.
 
-With `sequence_lengths=True` (LSTM only) both signatures also take
-`sequence_lengths`, int32 `(N,)`: PyTorch's packed-sequence semantics for
-right-padded batches (see `tflstm.LSTM`).
+(A GRU has `h` only: `h_0` -> `h_n`. A cell layer: `input`, `h_0` (`c_0`)
+-> `h_1` (`c_1`).)
+
+With `sequence_lengths=True` (multi-layer layers only) both signatures also
+take `sequence_lengths`, int32 `(N,)`: PyTorch's packed-sequence semantics
+for right-padded batches (see `tflstm.LSTM`).
 
 `with_state` is also the streaming mode: feed a sequence chunk by chunk, each
 call taking the `h_n`, `c_n` of the previous one; for a unidirectional LSTM
@@ -29,26 +32,34 @@ from typing import Any
 import tensorflow as tf
 
 from tflstm import _errors
+from tflstm._cell_layer import CellLayer
 from tflstm._quiet import without_info_logs
-from tflstm.lstm import LSTM
-from tflstm.lstm_cell import LSTMCell
+from tflstm._recurrent import RecurrentLayer
+
+Layer = RecurrentLayer | CellLayer
 
 
-def serving_specs(layer: LSTM | LSTMCell) -> dict[str, tf.TensorSpec]:
-    """The `TensorSpec`s of `input`, `h_0`, `c_0` and, for an LSTM,
-    `sequence_lengths` (dynamic batch and length)."""
+def serving_specs(layer: Layer) -> dict[str, tf.TensorSpec]:
+    """The `TensorSpec`s of `input`, the initial states (`h_0`, and an LSTM's
+    `c_0`) and, for a multi-layer one, `sequence_lengths` (dynamic batch and
+    length)."""
     dtype = layer.compute_dtype
-    if isinstance(layer, LSTMCell):
+    states = layer.cell.spec.states
+    if isinstance(layer, CellLayer):
         return {
             "input": tf.TensorSpec([None, layer.input_size], dtype, name="input"),
-            "h_0": tf.TensorSpec([None, layer.hidden_size], dtype, name="h_0"),
-            "c_0": tf.TensorSpec([None, layer.hidden_size], dtype, name="c_0"),
+            **{
+                f"{s}_0": tf.TensorSpec([None, layer.hidden_size], dtype, name=f"{s}_0")
+                for s in states
+            },
         }
     n_states = layer.num_directions * layer.num_layers
     return {
         "input": tf.TensorSpec([None, None, layer.input_size], dtype, name="input"),
-        "h_0": tf.TensorSpec([n_states, None, layer.output_size], dtype, name="h_0"),
-        "c_0": tf.TensorSpec([n_states, None, layer.hidden_size], dtype, name="c_0"),
+        **{
+            f"{s}_0": tf.TensorSpec([n_states, None, size], dtype, name=f"{s}_0")
+            for s, size in zip(states, layer.state_sizes, strict=True)
+        },
         "sequence_lengths": tf.TensorSpec([None], tf.int32, name="sequence_lengths"),
     }
 
@@ -56,83 +67,66 @@ def serving_specs(layer: LSTM | LSTMCell) -> dict[str, tf.TensorSpec]:
 class ServingModule(tf.Module):
     """A `tf.Module` holding a tflstm layer and its two serving functions."""
 
-    def __init__(
-        self, layer: LSTM | LSTMCell, *, sequence_lengths: bool = False
-    ) -> None:
-        if not isinstance(layer, (LSTM, LSTMCell)):
+    def __init__(self, layer: Layer, *, sequence_lengths: bool = False) -> None:
+        if not isinstance(layer, (RecurrentLayer, CellLayer)):
             raise TypeError(
-                "Expected a tflstm.LSTM or tflstm.LSTMCell layer. "
+                "Expected a tflstm layer (tflstm.LSTM, GRU, LSTMCell or GRUCell). "
                 f"Received: an object of type {type(layer).__name__}"
             )
         _errors.check_bool("sequence_lengths", sequence_lengths)
-        if sequence_lengths and isinstance(layer, LSTMCell):
+        if sequence_lengths and isinstance(layer, CellLayer):
             raise ValueError(
-                "Expected a tflstm.LSTM for `sequence_lengths=True` (a cell runs "
-                "one step). Received: a tflstm.LSTMCell"
+                "Expected a multi-layer tflstm.LSTM or GRU for "
+                "`sequence_lengths=True` (a cell runs one step). Received: a "
+                f"tflstm.{type(layer).__name__}"
             )
         super().__init__(name=f"{layer.name}_serving")
         self.layer = layer
+        self.states = layer.cell.spec.states
         specs = serving_specs(layer)
-        if sequence_lengths:
-            lengths = [specs["sequence_lengths"]]
-            self.serve = tf.function(
-                self._serve_lengths, input_signature=[specs["input"], *lengths]
-            )
-            self.serve_with_state = tf.function(
-                self._serve_with_state_lengths,
-                input_signature=[specs["input"], specs["h_0"], specs["c_0"], *lengths],
-            )
-            return
-        self.serve = tf.function(self._serve, input_signature=[specs["input"]])
-        self.serve_with_state = tf.function(
-            self._serve_with_state,
-            input_signature=[specs["input"], specs["h_0"], specs["c_0"]],
+        states = [specs[f"{s}_0"] for s in self.states]
+        lengths = [specs["sequence_lengths"]] if sequence_lengths else []
+        self.serve = tf.function(
+            self._serve, input_signature=[specs["input"], *lengths]
         )
+        self.serve_with_state = tf.function(
+            self._serve_with_state, input_signature=[specs["input"], *states, *lengths]
+        )
+        self.sequence_lengths = sequence_lengths
 
-    def _outputs(self, result: Any) -> dict[str, tf.Tensor]:
-        if isinstance(self.layer, LSTMCell):
-            return {"h_1": result[0], "c_1": result[1]}
-        output, (h_n, c_n) = result
-        return {"output": output, "h_n": h_n, "c_n": c_n}
-
-    def _run(self, input: tf.Tensor, hx: Any = None, **kwargs: Any) -> Any:
-        if isinstance(self.layer, LSTM):  # (output, (h_n, c_n)), whatever
-            # Traced for the SavedModel: portable kernels only.
-            return self.layer.forward(
-                input, hx, training=False, export="saved_model", **kwargs
+    def _run(
+        self, input: tf.Tensor, start: tuple, lengths: Any
+    ) -> dict[str, tf.Tensor]:
+        """The outputs by name: `output` and `{state}_n`, or a cell's `{state}_1`."""
+        if isinstance(self.layer, CellLayer):
+            final = self.layer.step(
+                input, self.layer._pack_states(start) if start else None
             )
-        return self.layer(input, hx)
+            return {f"{s}_1": v for s, v in zip(self.states, final, strict=True)}
+        hx = self.layer._pack_states(start) if start else None
+        # Traced for the SavedModel: portable kernels only.
+        output, final = self.layer.forward(
+            input, hx, training=False, sequence_lengths=lengths, export="saved_model"
+        )
+        named = {f"{s}_n": v for s, v in zip(self.states, final, strict=True)}
+        return {"output": output, **named}
 
-    def _serve(self, input: tf.Tensor) -> dict[str, tf.Tensor]:
-        return self._outputs(self._run(input))
+    def _serve(self, input: tf.Tensor, *lengths: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._run(input, (), lengths[0] if lengths else None)
 
     def _serve_with_state(
-        self, input: tf.Tensor, h_0: tf.Tensor, c_0: tf.Tensor
+        self, input: tf.Tensor, *args: tf.Tensor
     ) -> dict[str, tf.Tensor]:
-        return self._outputs(self._run(input, (h_0, c_0)))
-
-    def _serve_lengths(
-        self, input: tf.Tensor, sequence_lengths: tf.Tensor
-    ) -> dict[str, tf.Tensor]:
-        return self._outputs(self._run(input, sequence_lengths=sequence_lengths))
-
-    def _serve_with_state_lengths(
-        self,
-        input: tf.Tensor,
-        h_0: tf.Tensor,
-        c_0: tf.Tensor,
-        sequence_lengths: tf.Tensor,
-    ) -> dict[str, tf.Tensor]:
-        return self._outputs(
-            self._run(input, (h_0, c_0), sequence_lengths=sequence_lengths)
-        )
+        count = len(self.states)
+        lengths = args[count] if len(args) > count else None
+        return self._run(input, tuple(args[:count]), lengths)
 
     def signatures(self) -> dict[str, Any]:
         return {"serving_default": self.serve, "with_state": self.serve_with_state}
 
 
 def export_saved_model(
-    layer: LSTM | LSTMCell,
+    layer: Layer,
     path: str | os.PathLike,
     *,
     sequence_lengths: bool = False,

@@ -5,16 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
 
-from _tflstm.params import lstm_cell_param_shapes
-from tflstm import _errors
-from tflstm._init import FromWeights, create_weights
-from tflstm._ops import LSTMWeights, cell_step, stack_weights
+from tflstm import cells
+from tflstm._cell_layer import CellLayer
 
 
 @keras.saving.register_keras_serializable(package="tflstm")
-class LSTMCell(FromWeights, keras.layers.Layer):
+class LSTMCell(CellLayer):
     r"""One LSTM step, exactly as `torch.nn.LSTMCell` computes it.
 
     .. math::
@@ -65,6 +62,8 @@ class LSTMCell(FromWeights, keras.layers.Layer):
     ((3, 20), (3, 20))
     """
 
+    cell = cells.LSTM
+
     def __init__(
         self,
         input_size: int,
@@ -74,76 +73,4 @@ class LSTMCell(FromWeights, keras.layers.Layer):
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
-        _errors.check_backend()
-        self.input_size = _errors.check_int("input_size", input_size, minimum=1)
-        self.hidden_size = _errors.check_int("hidden_size", hidden_size, minimum=1)
-        self.bias = _errors.check_bool("bias", bias)
-        if seed is not None:
-            _errors.check_int("seed", seed, minimum=0)
-        super().__init__(**kwargs)
-        self.seed = seed
-        shapes = lstm_cell_param_shapes(self.input_size, self.hidden_size, self.bias)
-        create_weights(self, shapes, self.hidden_size, seed)
-        self._build_at_init()
-
-    def _check_inputs(self, input: Any, hx: Any) -> bool:
-        _errors.check_floating("input", input.dtype)
-        input_shape = tuple(input.shape)
-        _errors.check_rank("input", input_shape, {2: "batched", 1: "unbatched"})
-        _errors.check_features("input", input_shape, self.input_size, "input_size")
-        if hx is not None:
-            _errors.check_state_pair("hx", hx)
-            expected = (*input_shape[:-1], self.hidden_size)
-            legend = "(N, H)" if len(input_shape) == 2 else "(H,)"
-            for name, value in (("h_0", hx[0]), ("c_0", hx[1])):
-                _errors.check_shape(name, tuple(value.shape), expected, legend)
-        return len(input_shape) == 2
-
-    def compute_output_shape(self, input_shape: tuple, hx_shape: Any = None) -> tuple:
-        shape = (*tuple(input_shape)[:-1], self.hidden_size)
-        return shape, shape
-
-    def compute_output_spec(self, input: Any, hx: Any = None) -> tuple:
-        self._check_inputs(input, hx)
-        shape, _ = self.compute_output_shape(input.shape)
-        dtype = self.compute_dtype
-        return keras.KerasTensor(shape, dtype), keras.KerasTensor(shape, dtype)
-
-    def call(self, input: Any, hx: Any = None) -> tuple[tf.Tensor, tf.Tensor]:
-        batched = self._check_inputs(input, hx)
-        x = tf.cast(input, self.variable_dtype)
-        if not batched:
-            x = x[None]
-        if hx is None:
-            h = c = tf.zeros([tf.shape(x)[0], self.hidden_size], x.dtype)
-        else:
-            h, c = (tf.cast(s, x.dtype) for s in hx)
-            if not batched:
-                h, c = h[None], c[None]
-        h, c = cell_step(x, h, c, self.cell_weights())
-        h, c = tf.cast(h, self.compute_dtype), tf.cast(c, self.compute_dtype)
-        if not batched:
-            h, c = h[0], c[0]
-        return h, c
-
-    def cell_weights(self, stack: Any = tf.stack) -> LSTMWeights:
-        """The cell's weights (`bias = bias_ih + bias_hh`); with
-        `stack=numpy.stack`, numpy constants (for exports)."""
-
-        def get(name: str) -> Any:
-            variable = getattr(self, name)
-            return variable.value if stack is tf.stack else variable.numpy()
-
-        weights = stack_weights(
-            get, lambda kind, d: kind, 1, bias=self.bias, projection=False, stack=stack
-        )
-        return weights.direction(0)
-
-    def get_config(self) -> dict[str, Any]:
-        config = {
-            "input_size": self.input_size,
-            "hidden_size": self.hidden_size,
-            "bias": self.bias,
-            "seed": self.seed,
-        }
-        return {**super().get_config(), **config}
+        self._init_cell(input_size, hidden_size, bias, seed=seed, **kwargs)

@@ -1,18 +1,22 @@
-"""The kernels: the ways to run one LSTM layer (one or two directions) over a
-whole sequence. `tflstm.kernels.policy.choose_kernel` picks one by name.
+"""The kernels: the ways to run one recurrent layer (one or two directions)
+over a whole sequence, for any cell definition (`tflstm.cells`).
+`tflstm.kernels.policy.choose_kernel` picks one by name.
 
 Every kernel has the same signature:
 
-    kernel(x, h0, c0, weights, lengths) -> (output, h_n, c_n)
+    kernel(cell, x, state, weights, lengths) -> (output, state_n)
 
+- cell: the cell definition (`tflstm.cells.Cell`).
 - x: time-major input (L, N, H_in).
-- h0: (D, N, H_out); c0: (D, N, H).
-- weights: `LSTMWeights` with the directions on a leading axis D.
+- state: the initial state, a tuple in `cell.spec.states`' order of
+  (D, N, size) tensors: the LSTM's (h_0 (D, N, H_out), c_0 (D, N, H)), the
+  GRU's (h_0,).
+- weights: `tflstm._ops.Weights` with the directions on a leading axis D.
 - lengths: None, or int32 (N,) in [1, L] (PyTorch's packed sequences): the
-  output is 0 past a sequence's length, h_n/c_n are those of its last valid
-  step, and the backward direction starts there.
-- output (L, N, D*H_out), forward then backward halves; h_n (D, N, H_out);
-  c_n (D, N, H).
+  output is 0 past a sequence's length, the final state is that of its last
+  valid step, and the backward direction starts there.
+- output (L, N, D*H_out), forward then backward halves; state_n shaped as
+  `state`.
 
 The kernels (forward; gradient):
 
@@ -21,7 +25,8 @@ The kernels (forward; gradient):
 - `bptt`: a while loop saving the gates;
   backpropagation through time written by hand, the weight gradients as
   blocked matmuls over all L*N steps (torch's float32 accuracy).
-- `block`: TensorFlow's fused `BlockLSTMV2` op (no projection, no lengths);
+- `block`: TensorFlow's fused `BlockLSTMV2` op (LSTM only; no projection,
+  no lengths);
   `bptt`'s gradient, recomputed (TensorFlow's registered gradient of
   BlockLSTMV2 is wrong by O(1) in TF 2.21).
 - `loop_xla`: `loop` compiled by XLA (once per input shape); `bptt`'s
@@ -29,8 +34,8 @@ The kernels (forward; gradient):
 - `bptt_xla`: `bptt` with both loops compiled by XLA.
 - `portable`: `loop` with TensorFlow's autodiff gradient: plain TensorFlow
   ops only, what exports contain (SavedModel, Keras's `model.export`).
-- `cudnn`: cuDNN's LSTM (`CudnnRNNV3`), GPU only, no projection; cuDNN's
-  gradient.
+- `cudnn`: cuDNN's RNN (`CudnnRNNV3`) in the cell's mode, GPU only, no
+  projection; cuDNN's gradient.
 
 One module per kernel family (`loop`, `bptt`, `block`, `cudnn`, `litert`),
 the choice among them (`policy`) and what it asks of TensorFlow and Keras
@@ -44,7 +49,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from tflstm._ops import LSTMWeights
+from tflstm._ops import Weights
+from tflstm.cells import Cell, State
 from tflstm.kernels.block import block
 from tflstm.kernels.bptt import Kernel, bptt, bptt_xla
 from tflstm.kernels.cudnn import cudnn
@@ -73,15 +79,15 @@ _EAGER: dict[tuple, Any] = {}
 
 def run_kernel(
     name: str,
+    cell: Cell,
     x: tf.Tensor,
-    h0: tf.Tensor,
-    c0: tf.Tensor,
-    weights: LSTMWeights,
+    state: State,
+    weights: Weights,
     lengths: tf.Tensor | None,
     *,
     inline: bool = False,
     xla: bool = False,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+) -> tuple[tf.Tensor, State]:
     """Runs the kernel `name`: its ops traced into the graph being built with
     `inline=True` (`policy.inline`: exports and XLA; `xla`: that graph is an
     XLA computation, `KernelFacts.in_xla`), else through its cached
@@ -90,12 +96,13 @@ def run_kernel(
     call op per layer instead of the loops)."""
     kernel = KERNELS[name]
     if inline:
-        return kernel(x, h0, c0, weights, lengths, xla=xla)
-    weights = weights.with_bias()  # one trace with and without a bias
+        return kernel(cell, x, state, weights, lengths, xla=xla)
+    weights = weights.with_bias(cell)  # one trace with and without a bias
     # TensorFlow counts traces per Python code object: a partial (which has
     # none) gives each cached function a count of its own.
     key = (
         name,
+        cell.spec.kind,
         weights.num_directions,
         tuple(w is None for w in weights),
         lengths is None,
@@ -104,23 +111,28 @@ def run_kernel(
     fn = _EAGER.get(key)
     if fn is None:
         fn = tf.function(
-            functools.partial(kernel), reduce_retracing=True, autograph=False
+            functools.partial(kernel, cell), reduce_retracing=True, autograph=False
         )
-
-        # Traced once, for every size: calls of any shape reuse this trace
-        # (the weights keep their direction axis, which the kernels unroll).
-        def relaxed(t, keep=0):
-            if t is None:
-                return None
-            return tf.TensorSpec(
-                [*t.shape[:keep], *[None] * (t.shape.rank - keep)], t.dtype
-            )
-
-        specs = (
-            *(relaxed(t) for t in (x, h0, c0)),
-            weights.map(lambda w: relaxed(w, keep=1)),
-            relaxed(lengths),
-        )
-        fn.get_concrete_function(*specs)
+        fn.get_concrete_function(*_relaxed_specs(x, state, weights, lengths))
         _EAGER[key] = fn
-    return fn(x, h0, c0, weights, lengths)
+    return fn(x, state, weights, lengths)
+
+
+def _relaxed_specs(x, state, weights, lengths) -> tuple:
+    """The call's specs with every size unknown, so that one trace serves
+    calls of any shape (the weights keep their direction axis, which the
+    kernels unroll)."""
+
+    def spec(t: Any, keep: int = 0) -> tf.TensorSpec | None:
+        if t is None:
+            return None
+        return tf.TensorSpec(
+            [*t.shape[:keep], *[None] * (t.shape.rank - keep)], t.dtype
+        )
+
+    return (
+        spec(x),
+        tuple(spec(s) for s in state),
+        weights.map(lambda w: spec(w, keep=1)),
+        spec(lengths),
+    )

@@ -13,109 +13,110 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from tflstm._ops import (
-    LSTMWeights,
+    Weights,
     blocked_loop,
     dims,
     directions,
     keep_state,
     project,
-    step,
-    transposed,
     unstack_steps,
 )
+from tflstm.cells.base import Recurrent, State
 
-Kernel = Callable[..., tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
+Kernel = Callable[..., tuple[tf.Tensor, State]]
 
 
-class _Tape(NamedTuple):
+class Tape(NamedTuple):
     """What the training forward loop saves for the backward one: dense
     (L, N, ...) tensors, so that they can leave an XLA function."""
 
     output: tf.Tensor  # h_t (0 past a sequence's length)
-    cs: tf.Tensor  # c_t
-    acts: tf.Tensor  # the activated gates (i, f, g, o), concatenated
-    ms: tf.Tensor | None  # o * tanh(c_t), which the projection maps to h_t
+    saved: tuple[tf.Tensor, ...]  # the cell's `saved` of every step
 
 
-def _bptt_forward(x_gates, h0, c0, weight_hh, weight_hr, valid, *, xla=False):
-    """The training forward loop: the final states and the `_Tape`."""
-    weight_hh_t, weight_hr_t = transposed(weight_hh), transposed(weight_hr)
-    zeros = tf.zeros_like(h0)
+def _bptt_forward(cell, z, state, rec, valid, *, xla=False):
+    """The training forward loop: the final state and the `Tape`."""
+    zeros = tf.zeros_like(state[0])
+    saved_like = cell.saved_like(z[0], state, rec)
 
     def body(t0, k, state):
-        h, c = state
-        z = unstack_steps(x_gates, t0, k, xla=xla)
+        z_k = unstack_steps(z, t0, k, xla=xla)
         masks = [None] * k if valid is None else unstack_steps(valid, t0, k, xla=xla)
-        outputs, cells, acts, ms = [], [], [], []
+        outputs, saved = [], [[] for _ in saved_like]
         for j in range(k):
-            h_new, c_new, gates, m = step(z[j], h, c, weight_hh_t, weight_hr_t)
-            h = keep_state(masks[j], h_new, h)
-            c = keep_state(masks[j], c_new, c)
-            outputs.append(keep_state(masks[j], h_new, zeros))
-            cells.append(c)
-            acts.append(tf.concat(gates, -1))
-            ms.append(m)
-        saved = [outputs, cells, acts]
-        return (h, c), saved + ([ms] if weight_hr is not None else [])
+            new, output, step_saved = cell.train_step(z_k[j], state, rec)
+            state = tuple(
+                keep_state(masks[j], n, o) for n, o in zip(new, state, strict=True)
+            )
+            outputs.append(keep_state(masks[j], output, zeros))
+            for column, value in zip(saved, step_saved, strict=True):
+                column.append(value)
+        return state, [outputs, *saved]
 
-    like = [h0, c0, x_gates[0]] + ([c0] if weight_hr is not None else [])
-    (h_n, c_n), saved = blocked_loop(dims(x_gates)[0], body, (h0, c0), like)
-    return h_n, c_n, _Tape(*saved, *([] if weight_hr is not None else [None]))
+    final, (output, *saved) = blocked_loop(
+        dims(z)[0], body, state, [state[0], *saved_like]
+    )
+    return final, Tape(output, tuple(saved))
 
 
-def _bptt_backward(upstream, start, weight_hh, weight_hr, valid, tape, *, xla=False):
+class _Backward(NamedTuple):
+    """What `_bptt_backward` needs besides the upstream gradients."""
+
+    start: State  # the initial state
+    weight_hh: tf.Tensor  # (G*H, H_out)
+    rec: Recurrent
+    valid: tf.Tensor | None  # (L, N, 1) bool, or None
+    tape: Tape
+
+
+def _bptt_backward(cell, d_output, d_final, args: _Backward, *, xla=False):
     """Backpropagation through time of `_bptt_forward` in one reverse loop;
     the weight gradients are blocked matmuls over all L*N steps after it.
 
-    `upstream`: the gradients of (output, h_n, c_n); `start`: (h0, c0).
-    Returns the gradients of x_gates, h0, c0, weight_hh (and weight_hr)."""
-    d_output, d_h_n, d_c_n = upstream
-    h0, c0 = start
-    output, cs, acts, ms = tape
-    # Every factor that does not depend on the running gradients, for all
-    # steps at once (a few large elementwise ops): the loop is left with the
-    # recurrence itself.
-    i, f, g, o = tf.split(acts, 4, axis=-1)
-    c_prev = tf.concat([c0[None], cs[:-1]], 0)
-    tanh_c = tf.tanh(cs)
-    # dz = [dc, dc, dc, dm] * gate_factors; dc += dm * o * (1 - tanh(c)^2)
-    gate_factors = tf.concat(
-        [g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g), tanh_c * o * (1 - o)],
-        -1,
-    )
-    state_factors = tf.concat([o * (1 - tanh_c * tanh_c), f], -1)
-    projection = weight_hr is not None
+    `d_output`, `d_final`: the gradients of the output and the final state.
+    Returns the gradients of z, of the initial state (a tuple), of
+    weight_hh, then of the recurrent bias and of the cell's own weights
+    (`Cell.extra_contractions`) where present."""
+    start, weight_hh, rec, valid, tape = args
+    h_prev = tf.concat([start[0][None], tape.output[:-1]], 0)
+    factors = cell.backward_factors(tape.saved, start, h_prev)
+    extras_like = cell.extras_like(start, rec)
 
-    def body(t0, k, state):
-        dh_next, dc_next = state
-        factors = unstack_steps(gate_factors, t0, k, xla=xla)
-        states = unstack_steps(state_factors, t0, k, xla=xla)
+    def body(t0, k, d_state):
+        factors_k = [unstack_steps(f, t0, k, xla=xla) for f in factors]
         upstream = unstack_steps(d_output, t0, k, xla=xla)
         masks = [None] * k if valid is None else unstack_steps(valid, t0, k, xla=xla)
-        dzs, dhs = [None] * k, [None] * k
+        das = [None] * k
+        extras = [[None] * k for _ in extras_like]
+        dzs = [None] * k
         for j in reversed(range(k)):
-            dh = dh_next + upstream[j]
-            dm = tf.matmul(dh, weight_hr) if projection else dh
-            from_h, forget = tf.split(states[j], 2, axis=-1)
-            dc = dc_next + dm * from_h
-            dz = tf.concat([dc, dc, dc, dm], -1) * factors[j]
-            # a padded step: the states' gradients pass, its gates get 0
-            dzs[j] = keep_state(masks[j], dz, tf.zeros_like(dz))
-            dhs[j] = keep_state(masks[j], dh, tf.zeros_like(dh))
-            dh_next = keep_state(masks[j], tf.matmul(dz, weight_hh), dh_next)
-            dc_next = keep_state(masks[j], dc * forget, dc_next)
-        outs = [dzs] + ([dhs] if projection else [])
-        return (dh_next, dc_next), outs
+            grad = cell.step_backward(
+                tuple(f[j] for f in factors_k), d_state, upstream[j], rec
+            )
+            # a padded step: the state's gradient passes, its gates get 0
+            dzs[j] = keep_state(masks[j], grad.dz, tf.zeros_like(grad.dz))
+            das[j] = keep_state(masks[j], grad.da, tf.zeros_like(grad.da))
+            for column, e in zip(extras, grad.extras, strict=True):
+                column[j] = keep_state(masks[j], e, tf.zeros_like(e))
+            d_h = tf.matmul(grad.da, weight_hh)
+            if grad.d_state[0] is not None:
+                d_h += grad.d_state[0]
+            new = (d_h, *grad.d_state[1:])
+            d_state = tuple(
+                s if n is None else keep_state(masks[j], n, s)
+                for n, s in zip(new, d_state, strict=True)
+            )
+        return d_state, [dzs, das, *extras]
 
-    like = [acts[0]] + ([h0] if projection else [])
-    (d_h0, d_c0), outs = blocked_loop(
-        dims(acts)[0], body, (d_h_n, d_c_n), like, reverse=True
+    gates_like = tf.zeros([dims(start[0])[0], dims(weight_hh)[0]], weight_hh.dtype)
+    like = [gates_like, gates_like, *extras_like]
+    d_start, (d_z, d_a, *extras) = blocked_loop(
+        dims(d_output)[0], body, d_final, like, reverse=True
     )
-    d_gates = outs[0]
-    h_prev = tf.concat([h0[None], output[:-1]], 0)
-    grads = [d_gates, d_h0, d_c0, contract(d_gates, h_prev)]
-    if projection:
-        grads.append(contract(outs[1], ms))
+    grads = [d_z, d_start, contract(d_a, h_prev)]
+    if rec.bias is not None:
+        grads.append(tf.reduce_sum(d_a, [0, 1]))
+    grads += [contract(a, b) for a, b in cell.extra_contractions(tape.saved, extras)]
     return grads
 
 
@@ -169,7 +170,7 @@ _bptt_forward_xla = compiled(_bptt_forward)
 _bptt_backward_xla = compiled(_bptt_backward)
 
 
-def _bptt_recurrence(x, h0, c0, weights, valid, *, xla=False, compiled=False):
+def _bptt_recurrence(cell, x, state, weights, valid, *, xla=False, compiled=False):
     """The training path of one direction. The input projection of all steps
     is one matmul (autodiff gives its gradient); the recurrence has the
     hand-written gradient. `compiled`: both loops compiled by XLA on their
@@ -180,41 +181,55 @@ def _bptt_recurrence(x, h0, c0, weights, valid, *, xla=False, compiled=False):
     backward = (
         _bptt_backward_xla if compiled else functools.partial(_bptt_backward, xla=xla)
     )
-    weight_hr = weights.weight_hr
+    # The recurrent weights the gradient is taken for, those present.
+    names = [
+        n
+        for n in ("weight_hh", "recurrent_bias", "weight_hr")
+        if getattr(weights, n) is not None
+    ]
+    count = len(state)
 
     @tf.custom_gradient
-    def recurrence(x_gates, h0, c0, weight_hh, *maybe_weight_hr):
-        h_n, c_n, tape = forward(x_gates, h0, c0, weight_hh, weight_hr, valid)
+    def recurrence(z, *args):
+        start, recurrent = (
+            tuple(args[:count]),
+            dict(zip(names, args[count:], strict=True)),
+        )
+        used = weights._replace(**recurrent)
+        rec = used.recurrent()
+        final, tape = forward(cell, z, start, rec, valid)
 
         # Closes over dense tensors only (no TensorArray handles), so that
         # SavedModel can serialise it with the forward function.
-        def grad(d_output, d_h_n, d_c_n):
-            upstream = (
-                or_zeros(d_output, tape.output),
-                or_zeros(d_h_n, h0),
-                or_zeros(d_c_n, c0),
+        def grad(d_output, *d_final):
+            context = _Backward(start, used.weight_hh, rec, valid, tape)
+            d_final = tuple(or_zeros(d, s) for d, s in zip(d_final, start, strict=True))
+            d_z, d_start, *d_weights = backward(
+                cell, or_zeros(d_output, tape.output), d_final, context
             )
-            return backward(upstream, (h0, c0), weight_hh, weight_hr, valid, tape)
+            return [d_z, *d_start, *d_weights]
 
-        return (tape.output, h_n, c_n), grad
+        return (tape.output, *final), grad
 
-    args = [project(x, weights), h0, c0, weights.weight_hh]
-    return recurrence(*args, *([] if weight_hr is None else [weight_hr]))
+    output, *final = recurrence(
+        project(x, weights), *state, *(getattr(weights, n) for n in names)
+    )
+    return output, tuple(final)
 
 
 def or_zeros(upstream: tf.Tensor | None, like: tf.Tensor) -> tf.Tensor:
     return tf.zeros_like(like) if upstream is None else upstream
 
 
-def bptt(x, h0, c0, weights, lengths, *, xla=False):
-    recurrence = functools.partial(_bptt_recurrence, xla=xla)
-    return directions(recurrence, x, h0, c0, weights, lengths)
+def bptt(cell, x, state, weights, lengths, *, xla=False):
+    recurrence = functools.partial(_bptt_recurrence, cell, xla=xla)
+    return directions(recurrence, x, state, weights, lengths)
 
 
-def bptt_xla(x, h0, c0, weights, lengths, *, xla=False):
+def bptt_xla(cell, x, state, weights, lengths, *, xla=False):
     del xla  # compiled on its own either way
-    recurrence = functools.partial(_bptt_recurrence, compiled=True)
-    return directions(recurrence, x, h0, c0, weights, lengths)
+    recurrence = functools.partial(_bptt_recurrence, cell, compiled=True)
+    return directions(recurrence, x, state, weights, lengths)
 
 
 def with_bptt_gradient(forward: Kernel) -> Kernel:
@@ -224,27 +239,36 @@ def with_bptt_gradient(forward: Kernel) -> Kernel:
     autodiff gradient of the inference loop, which is slow to trace and
     accumulates the weight gradients step by step (less accurate)."""
 
-    def kernel(x, h0, c0, weights, lengths, *, xla=False):
+    def kernel(cell, x, state, weights, lengths, *, xla=False):
         present = [w is not None for w in weights]
+        count = len(state)
 
         def unpack(tensors):
             it = iter(tensors)
-            return LSTMWeights(*(next(it) if p else None for p in present))
+            return Weights(*(next(it) if p else None for p in present))
 
         @tf.custom_gradient
-        def run(x, h0, c0, *tensors):
-            def grad(*upstream):
-                args = (x, h0, c0, *tensors)
+        def run(x, *args):
+            start, tensors = tuple(args[:count]), args[count:]
+
+            def grad(d_output, *d_final):
+                inputs = (x, *args)
                 with tf.GradientTape() as tape:
-                    tape.watch(args)
-                    outputs = bptt(x, h0, c0, unpack(tensors), lengths, xla=xla)
+                    tape.watch(inputs)
+                    output, final = bptt(
+                        cell, x, start, unpack(tensors), lengths, xla=xla
+                    )
+                outputs = (output, *final)
                 upstream = [
-                    or_zeros(u, o) for u, o in zip(upstream, outputs, strict=True)
+                    or_zeros(u, o)
+                    for u, o in zip((d_output, *d_final), outputs, strict=True)
                 ]
-                return tape.gradient(outputs, args, output_gradients=upstream)
+                return tape.gradient(outputs, inputs, output_gradients=upstream)
 
-            return forward(x, h0, c0, unpack(tensors), lengths, xla=xla), grad
+            output, final = forward(cell, x, start, unpack(tensors), lengths, xla=xla)
+            return (output, *final), grad
 
-        return run(x, h0, c0, *(w for w in weights if w is not None))
+        output, *final = run(x, *state, *(w for w in weights if w is not None))
+        return output, tuple(final)
 
     return kernel

@@ -1,8 +1,9 @@
 """The kernels that target LiteRT (TFLite): builtin ops only.
 
-Both have the kernel signature of `tflstm.kernels` (`kernel(x, h0, c0,
-weights, lengths) -> (output, h_n, c_n)`) and run `tflstm._ops.step` and
-`keep_state`, the one copy of the step and of the masking rule.
+Both have the kernel signature of `tflstm.kernels` (`kernel(cell, x,
+state, weights, lengths) -> (output, state)`) and run the cell's step
+through `tflstm._ops.inference_steps`, the one copy of the steps and of the
+masking rule.
 
 - `buffer_loop_forward`: what Keras's `model.export(format="litert")`
   traces (`KERNELS["litert"]`). A while loop, `CHUNK` steps per iteration,
@@ -26,15 +27,16 @@ weights, lengths) -> (output, h_n, c_n)`) and run `tflstm._ops.step` and
 
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 
 from tflstm._ops import (
-    LSTMWeights,
+    Weights,
     dims,
     directions,
     inference_steps,
     project,
-    transposed,
     unstack_steps,
     window,
 )
@@ -46,54 +48,53 @@ from tflstm._ops import (
 CHUNK = 16
 
 
-def _buffer_recurrence(x, h0, c0, weights: LSTMWeights, valid):
+def _buffer_recurrence(cell, x, state, weights: Weights, valid):
     """One direction over a dynamic (L, N): blocks of CHUNK steps, then the
     remaining L % CHUNK steps one at a time, each block written into the
     output buffer."""
     steps, batch = dims(x)[:2]
-    weight_hh_t = transposed(weights.weight_hh)
-    weight_hr_t = transposed(weights.weight_hr)
-    zeros = tf.zeros_like(h0)
+    rec = weights.recurrent()
+    zeros = tf.zeros_like(state[0])
 
-    def block(t0, k, h, c):
+    def block(t0, k, state):
         z = unstack_steps(project(window(x, t0, k), weights), 0, k)
         masks = [None] * k if valid is None else unstack_steps(valid, t0, k)
-        h, c, outputs = inference_steps(
-            z, masks, (h, c), (weight_hh_t, weight_hr_t), zeros
-        )
-        return h, c, tf.stack(outputs)
+        state, outputs = inference_steps(cell, z, masks, state, rec, zeros)
+        return state, tf.stack(outputs)
 
-    def run(count, k, first, h, c, buffer):
-        def iteration(b, h, c, buffer):
+    def run(count, k, first, state, buffer):
+        def iteration(b, state, buffer):
             t0 = first + b * k
-            h, c, outputs = block(t0, k, h, c)
+            state, outputs = block(t0, k, state)
             rows = (t0 + tf.range(k))[:, None]
-            return b + 1, h, c, tf.tensor_scatter_nd_update(buffer, rows, outputs)
+            return b + 1, state, tf.tensor_scatter_nd_update(buffer, rows, outputs)
 
-        _, h, c, buffer = tf.while_loop(
+        _, state, buffer = tf.while_loop(
             lambda b, *_: b < count,
             iteration,
-            (tf.constant(0), h, c, buffer),
+            (tf.constant(0), state, buffer),
             maximum_iterations=count,
         )
-        return h, c, buffer
+        return state, buffer
 
+    h0 = state[0]
     buffer = tf.zeros(tf.stack([steps, batch, h0.shape[-1]]), h0.dtype)
     blocks = steps // CHUNK
-    h, c, buffer = run(blocks, CHUNK, 0, h0, c0, buffer)
-    h, c, buffer = run(steps - blocks * CHUNK, 1, blocks * CHUNK, h, c, buffer)
-    return buffer, h, c
+    state, buffer = run(blocks, CHUNK, 0, state, buffer)
+    state, buffer = run(steps - blocks * CHUNK, 1, blocks * CHUNK, state, buffer)
+    return buffer, state
 
 
-def buffer_loop_forward(x, h0, c0, weights, lengths, *, xla=False):
+def buffer_loop_forward(cell, x, state, weights, lengths, *, xla=False):
     """The builtin-only kernel for a dynamic batch and length (Keras's
     `model.export(format="litert")`); quadratic in L (see the module
     docstring)."""
     del xla  # an export: never inside XLA
-    return directions(_buffer_recurrence, x, h0, c0, weights, lengths)
+    recurrence = functools.partial(_buffer_recurrence, cell)
+    return directions(recurrence, x, state, weights, lengths)
 
 
-def _unrolled_recurrence(x, h0, c0, weights: LSTMWeights, valid):
+def _unrolled_recurrence(cell, x, state, weights: Weights, valid):
     """One direction over a static (L, N), every step unrolled."""
     steps, batch = x.shape[:2]
     if steps is None or batch is None:
@@ -101,21 +102,20 @@ def _unrolled_recurrence(x, h0, c0, weights: LSTMWeights, valid):
             "Expected a static sequence length and batch size for the unrolled "
             f"graph. Received: an input of shape {x.shape}"
         )
-    # x_gates of all steps as (L*N, 4H): step t is rows [tN, (t+1)N), a SLICE
-    # that XNNPACK delegates (x_gates[t] of an (L, N, 4H) tensor is a
+    # z of all steps as (L*N, G*H): step t is rows [tN, (t+1)N), a SLICE
+    # that XNNPACK delegates (z[t] of an (L, N, G*H) tensor is a
     # STRIDED_SLICE with shrink_axis, which it does not take).
     z = project(tf.reshape(x, [steps * batch, -1]), weights)
-    weight_hh_t = transposed(weights.weight_hh)
-    weight_hr_t = transposed(weights.weight_hr)
     masks = [None] * steps if valid is None else tf.unstack(valid, num=steps)
     z = [z[t * batch : (t + 1) * batch] for t in range(steps)]
-    h, c, outputs = inference_steps(
-        z, masks, (h0, c0), (weight_hh_t, weight_hr_t), tf.zeros_like(h0)
+    state, outputs = inference_steps(
+        cell, z, masks, state, weights.recurrent(), tf.zeros_like(state[0])
     )
-    return tf.stack(outputs), h, c
+    return tf.stack(outputs), state
 
 
-def unrolled_forward(x, h0, c0, weights, lengths, *, xla=False):
+def unrolled_forward(cell, x, state, weights, lengths, *, xla=False):
     """The fixed-(L, N) unrolled graph (see the module docstring)."""
     del xla  # an export: never inside XLA
-    return directions(_unrolled_recurrence, x, h0, c0, weights, lengths)
+    recurrence = functools.partial(_unrolled_recurrence, cell)
+    return directions(recurrence, x, state, weights, lengths)

@@ -15,38 +15,34 @@ from tflstm._ops import (
     directions,
     inference_steps,
     project,
-    transposed,
     unstack_steps,
     window,
 )
 from tflstm.kernels.bptt import compiled, with_bptt_gradient
 
 
-def _loop_recurrence(x, h0, c0, weights, valid, *, xla=False):
+def _loop_recurrence(cell, x, state, weights, valid, *, xla=False):
     """Inference: stores only the outputs; the input is projected a block of
-    steps at a time, so no (L, N, 4*H) tensor is held. `xla`: traced for XLA
+    steps at a time, so no (L, N, G*H) tensor is held. `xla`: traced for XLA
     (which reads steps one index at a time, `tflstm._ops.window`)."""
-    weight_hh_t = transposed(weights.weight_hh)
-    weight_hr_t = transposed(weights.weight_hr)
-    zeros = tf.zeros_like(h0)
+    rec = weights.recurrent()
+    zeros = tf.zeros_like(state[0])
 
     def body(t0, k, state):
         z = unstack_steps(project(window(x, t0, k, xla=xla), weights), 0, k, xla=xla)
         masks = [None] * k if valid is None else unstack_steps(valid, t0, k, xla=xla)
-        h, c, outputs = inference_steps(
-            z, masks, state, (weight_hh_t, weight_hr_t), zeros
-        )
-        return (h, c), [outputs]
+        state, outputs = inference_steps(cell, z, masks, state, rec, zeros)
+        return state, [outputs]
 
-    (h_n, c_n), (output,) = blocked_loop(dims(x)[0], body, (h0, c0), [h0])
-    return output, h_n, c_n
+    final, (output,) = blocked_loop(dims(x)[0], body, state, [state[0]])
+    return output, final
 
 
-def loop_forward(x, h0, c0, weights, lengths, *, xla=False):
+def loop_forward(cell, x, state, weights, lengths, *, xla=False):
     """`loop` with TensorFlow's own (autodiff) gradient: the `portable`
     kernel of exports, which then hold no custom gradient to serialise."""
-    recurrence = functools.partial(_loop_recurrence, xla=xla)
-    return directions(recurrence, x, h0, c0, weights, lengths)
+    recurrence = functools.partial(_loop_recurrence, cell, xla=xla)
+    return directions(recurrence, x, state, weights, lengths)
 
 
 loop = with_bptt_gradient(loop_forward)
@@ -55,9 +51,9 @@ loop = with_bptt_gradient(loop_forward)
 _loop_forward_xla = compiled(loop_forward)
 
 
-def _loop_compiled(x, h0, c0, weights, lengths, *, xla=False):
+def _loop_compiled(cell, x, state, weights, lengths, *, xla=False):
     del xla  # compiled on its own either way
-    return _loop_forward_xla(x, h0, c0, weights, lengths)
+    return _loop_forward_xla(cell, x, state, weights, lengths)
 
 
 loop_xla = with_bptt_gradient(_loop_compiled)

@@ -44,6 +44,7 @@ BLOCK_MAX_BATCH = 8
 class KernelFacts(NamedTuple):
     """Everything the choice depends on; all static (known when tracing)."""
 
+    cell: str  # the cell's kind: "lstm", "gru" (`_tflstm.cells.CELLS`)
     training: bool
     dtype: str  # the computation's dtype, e.g. "float32"
     projection: bool  # proj_size > 0
@@ -63,9 +64,11 @@ def cudnn_can_serve(facts: KernelFacts) -> bool:
 
 
 def block_can_serve(facts: KernelFacts) -> bool:
-    """BlockLSTMV2 has no projection and no lengths (and no float64 CPU kernel)."""
+    """BlockLSTMV2 is an LSTM with no projection and no lengths (and no
+    float64 CPU kernel)."""
     return (
-        not facts.projection
+        facts.cell == "lstm"
+        and not facts.projection
         and not facts.lengths
         and facts.dtype in ("float16", "float32")
         and not facts.in_xla
@@ -109,8 +112,8 @@ def choose_kernel(facts: KernelFacts) -> str:
         if not block_can_serve(facts):
             raise ValueError(
                 "kernel='block' (TensorFlow's BlockLSTMV2) cannot serve this "
-                "layer: it has no projection, no sequence lengths, no float64 "
-                "and cannot be compiled by XLA. Pass kernel='auto'. "
+                "layer: it is an LSTM with no projection, no sequence lengths, "
+                "no float64, and cannot be compiled by XLA. Pass kernel='auto'. "
                 f"Received: {_describe(facts)}"
             )
         return "bptt" if facts.training else "block"
@@ -160,13 +163,14 @@ def _describe(facts: KernelFacts) -> str:
     return ", ".join(
         f"{k}={v!r}"
         for k, v in facts._asdict().items()
-        if k in ("kernel", "use_cudnn", "dtype", "projection", "lengths", "gpu")
+        if k in ("cell", "kernel", "use_cudnn", "dtype", "projection", "lengths", "gpu")
         or (k == "in_xla" and v)
     )
 
 
 def gather_facts(
     *,
+    cell: str,
     training: bool,
     dtype: str,
     projection: bool,
@@ -186,6 +190,7 @@ def gather_facts(
     if not exporting and not tf.executing_eagerly():
         exporting = probes.keras_export_kind()
     return KernelFacts(
+        cell=cell,
         training=training,
         dtype=dtype,
         projection=projection,

@@ -62,8 +62,8 @@ from collections.abc import Callable, Iterable, Mapping
 import numpy as np
 import tensorflow as tf
 
-from tflstm._ops import step
 from tflstm._quiet import TFLITE_NOISE, filtered_stderr
+from tflstm.cells import LSTM, Recurrent
 
 # -- 1. the composite convention -------------------------------------------------
 
@@ -163,7 +163,7 @@ def fused_lstm() -> Callable:
         def one_step(carry, x_t):
             h, c = carry
             x_gates = tf.matmul(x_t, kernel) + bias
-            m, c, _, _ = step(x_gates, h, c, recurrent_kernel, None)
+            (m, c), _ = LSTM.step(x_gates, (h, c), Recurrent(recurrent_kernel))
             return m[:, : init_h.shape[-1]], c
 
         hs, cs = tf.scan(one_step, inputs, initializer=(init_h, init_c))

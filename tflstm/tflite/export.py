@@ -12,11 +12,12 @@ import numpy as np
 import tensorflow as tf
 
 from tflstm import _errors
+from tflstm._cell_layer import CellLayer
 from tflstm._ops import cell_step
+from tflstm._recurrent import RecurrentLayer
 from tflstm.kernels.litert import unrolled_forward
 from tflstm.kernels.loop import loop_forward
 from tflstm.lstm import LSTM
-from tflstm.lstm_cell import LSTMCell
 from tflstm.tflite import _internals as internals
 from tflstm.tflite.graphs import (
     GRAPHS,
@@ -70,21 +71,23 @@ def _export_fused(
     )
 
 
-def _export_cell(cell: LSTMCell, batch_size: int, quantize: str | None) -> bytes:
+def _export_cell(cell: CellLayer, batch_size: int, quantize: str | None) -> bytes:
     """One step, no loop: a handful of builtin ops (FULLY_CONNECTED, LOGISTIC,
-    TANH, MUL, ADD), TensorFlow's float32 activations as in inference."""
+    TANH, MUL, ADD), TensorFlow's float32 activations as in inference.
+    Inputs `input` and `{state}_0`, outputs `{state}_1` (`h`, and an LSTM's
+    `c`)."""
     weights = cell.cell_weights(stack=np.stack).map(lambda w: w.astype("float32"))
     shape = [batch_size, cell.hidden_size]
+    states = cell.cell.spec.states
     specs = [
         tf.TensorSpec([batch_size, cell.input_size], tf.float32, name="input"),
-        tf.TensorSpec(shape, tf.float32, name="h_0"),
-        tf.TensorSpec(shape, tf.float32, name="c_0"),
+        *(tf.TensorSpec(shape, tf.float32, name=f"{s}_0") for s in states),
     ]
 
     @tf.function(input_signature=specs, autograph=False)
-    def serve(input, h_0, c_0):
-        h, c = cell_step(input, h_0, c_0, weights.map(tf.constant))
-        return {"h_1": h, "c_1": c}
+    def serve(input, *state):
+        state = cell_step(cell.cell, input, state, weights.map(tf.constant))
+        return {f"{s}_1": value for s, value in zip(states, state, strict=True)}
 
     flatbuffer = convert(serve, quantize)
     if quantize == "dynamic":
@@ -144,7 +147,7 @@ def _calibration_inputs(
 
 
 def export_tflite(
-    layer: LSTM | LSTMCell,
+    layer: RecurrentLayer | CellLayer,
     path: str | os.PathLike | None = None,
     *,
     batch_size: int = 1,
@@ -154,11 +157,12 @@ def export_tflite(
     quantize: str | None = None,
     representative_data: Iterable[Any] | None = None,
 ) -> bytes:
-    """Converts a `tflstm.LSTM` (or `LSTMCell`) to a `.tflite` model (see the
-    module docstring for the graphs, quantization and accuracy).
+    """Converts a `tflstm.LSTM` or `GRU` (or `LSTMCell`, `GRUCell`) to a
+    `.tflite` model (see the module docstring for the graphs, quantization
+    and accuracy).
 
-    An `LSTMCell` becomes one step with inputs `input`, `h_0`, `c_0` and
-    outputs `h_1`, `c_1`.
+    A cell layer becomes one step with inputs `input`, `h_0` (and an
+    `LSTMCell`'s `c_0`) and outputs `h_1` (and `c_1`).
 
     Args:
         layer: The layer to export; every configuration is supported.
@@ -170,8 +174,9 @@ def export_tflite(
             available). An int L: the model takes exactly L steps (static
             shapes); shorter sequences are right-padded to L and passed with
             `sequence_lengths`.
-        graph: `"auto"` (default: chosen by `choose_graph`), `"fused"`,
-            `"unrolled"` (needs `fixed_length`) or `"loop"`.
+        graph: `"auto"` (default: chosen by `choose_graph`), `"fused"`
+            (TFLite's LSTM op; an LSTM only), `"unrolled"` (needs
+            `fixed_length`) or `"loop"`.
         sequence_lengths: Whether the model takes an int32 input
             `sequence_lengths` of shape (N,): PyTorch's packed-sequence
             semantics for right-padded batches, as in `tflstm.LSTM`. The
@@ -222,14 +227,18 @@ def export_tflite(
         quantize=quantize,
         representative_data=representative_data,
     )
-    if isinstance(layer, LSTMCell):
+    if isinstance(layer, CellLayer):
         flatbuffer = _export_cell(layer, batch_size, quantize)
     else:
+        fused = isinstance(layer, LSTM)  # TFLite's fused op is an LSTM's
         if graph == "auto":
             graph = choose_graph(
-                batch_size=batch_size, fixed_length=fixed_length, quantize=quantize
+                batch_size=batch_size,
+                fixed_length=fixed_length,
+                quantize=quantize,
+                fused=fused,
             )
-        _check_graph(graph, fixed_length, quantize)
+        _check_graph(graph, fixed_length, quantize, type(layer).__name__)
         calibration = []
         if quantize == "int8" or representative_data is not None:
             calibration = _calibration_inputs(
@@ -265,10 +274,10 @@ def _check_arguments(
     representative_data: Any,
 ) -> None:
     """`export_tflite`'s arguments, each and together, before any work."""
-    if not isinstance(layer, (LSTM, LSTMCell)):
+    if not isinstance(layer, (RecurrentLayer, CellLayer)):
         raise TypeError(
-            "Expected a tflstm.LSTM or tflstm.LSTMCell. Received: an object of "
-            f"type {type(layer).__name__}"
+            "Expected a tflstm layer (tflstm.LSTM, GRU, LSTMCell or GRUCell). "
+            f"Received: an object of type {type(layer).__name__}"
         )
     _errors.check_int("batch_size", batch_size, minimum=1)
     if fixed_length is not None:
@@ -282,25 +291,36 @@ def _check_arguments(
             "'dynamic' (float models need no calibration). Received: "
             f"quantize={quantize!r} and representative_data"
         )
-    if isinstance(layer, LSTMCell) and (
+    if isinstance(layer, CellLayer) and (
         sequence_lengths
         or fixed_length is not None
         or quantize == "int8"
         or representative_data is not None
     ):
         raise ValueError(
-            "Expected a tflstm.LSTM for `sequence_lengths=True`, "
+            "Expected a tflstm.LSTM or GRU for `sequence_lengths=True`, "
             "`fixed_length`, quantize='int8' or `representative_data` (a "
             "cell runs one step, quantized with quantize='dynamic'). "
-            f"Received: a tflstm.LSTMCell with sequence_lengths="
+            f"Received: a tflstm.{type(layer).__name__} with sequence_lengths="
             f"{sequence_lengths}, fixed_length={fixed_length}, "
             f"quantize={quantize!r}, representative_data "
             f"{'given' if representative_data is not None else 'None'}"
         )
 
 
-def _check_graph(graph: str, fixed_length: int | None, quantize: str | None) -> None:
-    """The graph chosen for an LSTM can serve the other arguments."""
+def _check_graph(
+    graph: str, fixed_length: int | None, quantize: str | None, kind: str
+) -> None:
+    """The graph chosen for a layer of class `kind` can serve the other
+    arguments."""
+    if kind != "LSTM" and (graph == "fused" or quantize == "int8"):
+        raise ValueError(
+            "Expected graph='auto', 'unrolled' or 'loop' and quantize=None, "
+            "'dynamic' or 'float16' for a tflstm."
+            f"{kind}: TFLite's only fused recurrent op with a 16-bit integer "
+            "state is the LSTM's. Received: "
+            f"graph={graph!r}, quantize={quantize!r}"
+        )
     if graph == "unrolled" and fixed_length is None:
         raise ValueError(
             "Expected `fixed_length` (the number of steps to unroll) for "

@@ -10,9 +10,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from _tflstm.params import lstm_param_name as state_name  # h_0_l1_reverse, ...
-from tflstm._ops import LSTMWeights, reverse_time, valid_steps
+from _tflstm.params import param_name as state_name  # h_0_l1_reverse, ...
+from tflstm._ops import Weights, reverse_time, valid_steps
 from tflstm._quiet import TFLITE_NOISE, filtered_stderr, without_info_logs
+from tflstm._recurrent import RecurrentLayer
 from tflstm.lstm import LSTM
 from tflstm.tflite import _internals as internals
 
@@ -25,24 +26,34 @@ UNROLL_MAX_LENGTH = 256
 
 
 def choose_graph(
-    *, batch_size: int, fixed_length: int | None, quantize: str | None
+    *,
+    batch_size: int,
+    fixed_length: int | None,
+    quantize: str | None,
+    fused: bool = True,
 ) -> str:
-    """The graph `export_tflite(..., graph="auto")` builds (module docstring).
+    """The graph `export_tflite(..., graph="auto")` builds (module docstring);
+    `fused`: the cell has TFLite's fused op (an LSTM). Without it, the
+    unrolled graph for a fixed length it can unroll, else the loop.
 
     >>> choose_graph(batch_size=32, fixed_length=100, quantize=None)
     'unrolled'
     >>> choose_graph(batch_size=1, fixed_length=50, quantize=None)
     'fused'
+    >>> choose_graph(batch_size=1, fixed_length=None, quantize=None, fused=False)
+    'loop'
     """
     if quantize == "int8":
         return "fused"
-    if batch_size >= 2 and fixed_length is not None:
-        if fixed_length <= UNROLL_MAX_LENGTH:
-            return "unrolled"
+    unrollable = fixed_length is not None and fixed_length <= UNROLL_MAX_LENGTH
+    if not fused:
+        return "unrolled" if unrollable else "loop"
+    if batch_size >= 2 and unrollable:
+        return "unrolled"
     return "fused"
 
 
-def pairs(layer: LSTM) -> list[tuple[int, int]]:
+def pairs(layer: RecurrentLayer) -> list[tuple[int, int]]:
     """The (layer, direction) pairs, in torch's state order."""
     return [
         (k, d) for k in range(layer.num_layers) for d in range(layer.num_directions)
@@ -50,24 +61,26 @@ def pairs(layer: LSTM) -> list[tuple[int, int]]:
 
 
 def signature(
-    layer: LSTM, batch_size: int, fixed_length: int | None, lengths: bool
+    layer: RecurrentLayer, batch_size: int, fixed_length: int | None, lengths: bool
 ) -> list[tf.TensorSpec]:
-    """The specs of `input`, the states and (with `lengths`) `sequence_lengths`."""
+    """The specs of `input`, the states (`h_0_l0`, `c_0_l0`, ... per layer and
+    direction, in torch's state order) and (with `lengths`)
+    `sequence_lengths`."""
     in_shape = [batch_size, fixed_length, layer.input_size]
     if not layer.batch_first:
         in_shape = [fixed_length, batch_size, layer.input_size]
     specs = [tf.TensorSpec(in_shape, tf.float32, name="input")]
+    states = layer.cell.spec.states
     for k, d in pairs(layer):
-        for kind, size in (("h_0", layer.output_size), ("c_0", layer.hidden_size)):
-            specs.append(
-                tf.TensorSpec([batch_size, size], tf.float32, state_name(kind, k, d))
-            )
+        for state, size in zip(states, layer.state_sizes, strict=True):
+            name = state_name(f"{state}_0", k, d)
+            specs.append(tf.TensorSpec([batch_size, size], tf.float32, name))
     if lengths:
         specs.append(tf.TensorSpec([batch_size], tf.int32, "sequence_lengths"))
     return specs
 
 
-def float32_weights(layer: LSTM, k: int) -> LSTMWeights:
+def float32_weights(layer: RecurrentLayer, k: int) -> Weights:
     return layer.layer_weights(k, stack=np.stack).map(lambda w: w.astype("float32"))
 
 
@@ -76,7 +89,7 @@ def valid_mask(x: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
     return tf.cast(valid_steps(lengths, tf.shape(x)[0]), tf.float32)
 
 
-def time_major(layer: LSTM, input: tf.Tensor) -> tf.Tensor:
+def time_major(layer: RecurrentLayer, input: tf.Tensor) -> tf.Tensor:
     return tf.transpose(input, [1, 0, 2]) if layer.batch_first else input
 
 
@@ -99,11 +112,14 @@ def convert(serve: Callable, quantize: str | None = None) -> bytes:
         return converter.convert()
 
 
-def kernel_graph(layer: LSTM, kernel: Callable, specs: list, lengths: bool) -> Callable:
+def kernel_graph(
+    layer: RecurrentLayer, kernel: Callable, specs: list, lengths: bool
+) -> Callable:
     """The layer's computation with `kernel` (the kernel signature of
     `tflstm.kernels`) and the weights as constants (the converter would keep
     variables as uninitialised resources)."""
     d_count = layer.num_directions
+    states = layer.cell.spec.states
     per_layer = [float32_weights(layer, k) for k in range(layer.num_layers)]
 
     @tf.function(input_signature=specs, autograph=False)
@@ -112,13 +128,17 @@ def kernel_graph(layer: LSTM, kernel: Callable, specs: list, lengths: bool) -> C
         seq_lengths = hx[-1] if lengths else None
         outputs = {}
         for k, weights in enumerate(per_layer):
-            layer_states = range(k * d_count, (k + 1) * d_count)
-            h_0 = tf.stack([hx[2 * s] for s in layer_states])
-            c_0 = tf.stack([hx[2 * s + 1] for s in layer_states])
-            x, h_n, c_n = kernel(x, h_0, c_0, weights.map(tf.constant), seq_lengths)
-            for d in range(d_count):
-                outputs[state_name("h_n", k, d)] = h_n[d]
-                outputs[state_name("c_n", k, d)] = c_n[d]
+            rows = range(k * d_count, (k + 1) * d_count)
+            start = tuple(
+                tf.stack([hx[len(states) * s + i] for s in rows])
+                for i in range(len(states))
+            )
+            x, final = kernel(
+                layer.cell, x, start, weights.map(tf.constant), seq_lengths
+            )
+            for state, value in zip(states, final, strict=True):
+                for d in range(d_count):
+                    outputs[state_name(f"{state}_n", k, d)] = value[d]
         outputs["output"] = time_major(layer, x)
         return outputs
 
@@ -170,7 +190,7 @@ class FusedWeights(NamedTuple):
 
 
 def fused_weights(layer: LSTM, k: int, d: int) -> FusedWeights:
-    weights = float32_weights(layer, k).direction(d).with_bias()
+    weights = float32_weights(layer, k).direction(d).with_bias(layer.cell)
     return FusedWeights(
         weights.weight_ih.T.copy(),
         weights.weight_hh.T.copy(),

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tflstm._ops import directions, project, step
+from tflstm._ops import directions, project
+from tflstm.cells import LSTM as LSTM_CELL
 from tflstm.lstm import LSTM
 from tflstm.lstm_cell import LSTMCell
 from tflstm.tflite import _internals as internals
@@ -163,20 +164,20 @@ def cell_state_maxima(layer: LSTM, inputs: list[np.ndarray]) -> dict[str, float]
     """max |c_t| over every step of `inputs` (zero initial states), per
     layer and direction, by `c_0_...` name, from the layer's float32 math."""
 
-    def recurrence(x, h0, c0, weights, valid):
+    def recurrence(x, state, weights, valid):
         del valid
-        weight_hh_t, weight_hr_t = tf.transpose(weights.weight_hh), None
-        if weights.weight_hr is not None:
-            weight_hr_t = tf.transpose(weights.weight_hr)
-        x_gates = project(x, weights)
+        rec = weights.recurrent()
 
         def one_step(carry, z):
             h, c, largest = carry
-            h, c, _, _ = step(z, h, c, weight_hh_t, weight_hr_t)
+            (h, c), _ = LSTM_CELL.step(z, (h, c), rec)
             return h, c, tf.maximum(largest, tf.abs(c))
 
-        hs, _, largest = tf.scan(one_step, x_gates, initializer=(h0, c0, c0))
-        return hs, hs[-1], largest[-1]
+        h0, c0 = state
+        hs, _, largest = tf.scan(
+            one_step, project(x, weights), initializer=(h0, c0, c0)
+        )
+        return hs, (largest[-1],)
 
     per_layer = [float32_weights(layer, k) for k in range(layer.num_layers)]
 
@@ -188,8 +189,8 @@ def cell_state_maxima(layer: LSTM, inputs: list[np.ndarray]) -> dict[str, float]
             d_count = weights.num_directions
             h0 = tf.zeros([d_count, batch, layer.output_size])
             c0 = tf.zeros([d_count, batch, layer.hidden_size])
-            x, _, largest = directions(
-                recurrence, x, h0, c0, weights.map(tf.constant), None
+            x, (largest,) = directions(
+                recurrence, x, (h0, c0), weights.map(tf.constant), None
             )
             result.append(tf.reduce_max(largest, axis=[1, 2]))
         return tf.concat(result, 0)

@@ -55,7 +55,7 @@ def run_tflite(
     flatbuffer: bytes,
     layer_config: dict[str, Any],
     input: np.ndarray,
-    hx: tuple[np.ndarray, np.ndarray] | None = None,
+    hx: Any = None,
     *,
     sequence_lengths: np.ndarray | None = None,
     num_threads: int = 2,
@@ -66,15 +66,19 @@ def run_tflite(
         flatbuffer: What `export_tflite` returned.
         layer_config: The layer's `get_config()` (for the state layout).
         input: A batched input, laid out as the layer's.
-        hx: `(h_0, c_0)` in torch's layout `(D*num_layers, N, H)`, or None.
+        hx: The initial states as torch takes them, in torch's layout
+            `(D*num_layers, N, H)`: `(h_0, c_0)` for an LSTM, `h_0` for a GRU;
+            or None (zeros).
         sequence_lengths: (N,) lengths, for a model exported with
             `sequence_lengths=True`.
         num_threads: LiteRT's threads. Defaults to 2.
 
     Returns:
-        `(output, (h_n, c_n))` as float32 numpy arrays, in torch's layout
-        (`c_n` is None for an int8 model with `sequence_lengths`);
-        `(h_1, c_1)` for an exported `LSTMCell` (its `input` is `(N, H_in)`).
+        As torch returns them, float32 numpy arrays in torch's layout:
+        `(output, (h_n, c_n))` for an LSTM (`c_n` is None for an int8 model
+        with `sequence_lengths`), `(output, h_n)` for a GRU; `(h_1, c_1)`
+        for an exported `LSTMCell`, `h_1` for a `GRUCell` (their `input` is
+        `(N, H_in)`). The model's own inputs say which cell it is.
 
     Raises:
         ValueError: when an input does not fit the model's static shape (a
@@ -97,29 +101,34 @@ def run_tflite(
 def _run(interpreter, flatbuffer, layer_config, input, hx, sequence_lengths):
     """`run_tflite` once the interpreter exists."""
     runner = interpreter.get_signature_runner("serving_default")
-    if "num_layers" not in layer_config:  # an LSTMCell: one step
+    inputs = runner.get_input_details()
+    if "num_layers" not in layer_config:  # a cell layer: one step
+        states = ["h"] + (["c"] if "c_0" in inputs else [])
         zeros = np.zeros((len(input), layer_config["hidden_size"]), "float32")
-        h_0, c_0 = hx if hx is not None else (zeros, zeros)
-        feed = {"input": np.asarray(input, "float32"), "h_0": h_0, "c_0": c_0}
+        given = _as_tuple(hx, len(states)) or (zeros,) * len(states)
+        feed = {"input": input}
+        feed.update((f"{s}_0", v) for s, v in zip(states, given, strict=True))
         feed = {k: np.asarray(v, "float32") for k, v in feed.items()}
         out = _dequantized(runner, runner(**feed))
-        return out["h_1"], out["c_1"]
+        return _as_torch(tuple(out[f"{s}_1"] for s in states))
+    states = ["h"] + (["c"] if state_name("c_0", 0, 0) in inputs else [])
     d_count = 2 if layer_config["bidirectional"] else 1
     n_states = d_count * layer_config["num_layers"]
     batch = input.shape[0 if layer_config["batch_first"] else 1]
-    out_size = layer_config["proj_size"] or layer_config["hidden_size"]
-    if hx is None:
-        hx = (
-            np.zeros((n_states, batch, out_size), "float32"),
-            np.zeros((n_states, batch, layer_config["hidden_size"]), "float32"),
-        )
+    sizes = {
+        "h": layer_config.get("proj_size") or layer_config["hidden_size"],
+        "c": layer_config["hidden_size"],
+    }
+    hx = _as_tuple(hx, len(states)) or tuple(
+        np.zeros((n_states, batch, sizes[s]), "float32") for s in states
+    )
     feed = {"input": np.asarray(input, "float32")}
     if sequence_lengths is not None:
         feed["sequence_lengths"] = np.asarray(sequence_lengths, "int32")
     names = [divmod(s, d_count) for s in range(n_states)]
     for s, (k, d) in enumerate(names):
-        feed[state_name("h_0", k, d)] = np.asarray(hx[0][s], "float32")
-        feed[state_name("c_0", k, d)] = np.asarray(hx[1][s], "float32")
+        for state, value in zip(states, hx, strict=True):
+            feed[state_name(f"{state}_0", k, d)] = np.asarray(value[s], "float32")
     if internals.LSTM_OP in tflite_ops(flatbuffer):  # its batch resizes
         batch_axes = {name: 0 for name in feed}
         batch_axes["input"] = 0 if layer_config["batch_first"] else 1
@@ -127,8 +136,22 @@ def _run(interpreter, flatbuffer, layer_config, input, hx, sequence_lengths):
         batch_axes = {}
     _check_shapes(runner, feed, batch_axes)
     result = _dequantized(runner, runner(**feed))
-    h_n = np.stack([result[state_name("h_n", k, d)] for k, d in names])
-    c_n = None
-    if state_name("c_n", 0, 0) in result:
-        c_n = np.stack([result[state_name("c_n", k, d)] for k, d in names])
-    return result["output"], (h_n, c_n)
+    finals = tuple(
+        np.stack([result[state_name(f"{s}_n", k, d)] for k, d in names])
+        if state_name(f"{s}_n", 0, 0) in result
+        else None
+        for s in states
+    )
+    return result["output"], _as_torch(finals)
+
+
+def _as_tuple(hx: Any, count: int) -> tuple | None:
+    """torch's `hx` (a tuple of states, or one state) as a tuple."""
+    if hx is None:
+        return None
+    return tuple(hx) if count > 1 else (hx,)
+
+
+def _as_torch(states: tuple) -> Any:
+    """States as torch returns them: a tuple, or one state alone."""
+    return states if len(states) > 1 else states[0]
