@@ -1,4 +1,5 @@
-"""converters: move LSTM weights between PyTorch, tflstm and stock Keras.
+"""converters: move recurrent weights (LSTM, GRU) between PyTorch, tflstm and
+stock Keras.
 
 >>> import torch, converters
 >>> module = torch.nn.LSTM(4, 8, num_layers=2, bidirectional=True, proj_size=3)
@@ -8,8 +9,8 @@
 ...     {k: torch.from_numpy(v) for k, v in state_dict.items()}, strict=True)
 
 The names below are imported on first use: reading checkpoints and finding
-their LSTMs (`load_checkpoint`, `read_shapes`, `find_lstms`, ...) imports
-neither TensorFlow nor Keras.
+their recurrent modules (`load_checkpoint`, `read_shapes`, `find_recurrent`,
+...) imports neither TensorFlow nor Keras.
 """
 
 import importlib
@@ -24,8 +25,8 @@ _EXPORTS = {
     "read_safetensors": "checkpoint",
     "read_shapes": "checkpoint",
     "save_state_dict": "checkpoint",
-    "LSTMSpec": "discover",
-    "find_lstms": "discover",
+    "RecurrentSpec": "discover",
+    "find_recurrent": "discover",
     "infer_spec": "discover",
     "from_keras": "keras_io",
     "keras_model": "models",

@@ -21,7 +21,7 @@ import tflstm  # before Keras: it imports TensorFlow without the start-up lines
 import keras
 import numpy as np
 
-from _tflstm.params import lstm_param_name
+from _tflstm.params import param_name
 from converters.torch_io import load_weights, to_torch
 
 
@@ -31,10 +31,10 @@ def keras_cell_weights(
     """`[kernel, recurrent_kernel, (bias)]` of one Keras LSTM from torch's weights."""
 
     def get(kind: str) -> np.ndarray:
-        return params[lstm_param_name(kind, layer, direction)]
+        return params[param_name(kind, layer, direction)]
 
     weights = [get("weight_ih").T, get("weight_hh").T]
-    if lstm_param_name("bias_ih", layer, direction) in params:
+    if param_name("bias_ih", layer, direction) in params:
         weights.append(get("bias_ih") + get("bias_hh"))
     return weights
 
@@ -42,7 +42,7 @@ def keras_cell_weights(
 def torch_cell_weights(weights: list, layer: int, direction: int) -> dict:
     """The inverse of `keras_cell_weights`: the summed bias goes to `bias_ih`."""
     names = {
-        kind: lstm_param_name(kind, layer, direction)
+        kind: param_name(kind, layer, direction)
         for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
     }
     params = {names["weight_ih"]: weights[0].T, names["weight_hh"]: weights[1].T}

@@ -15,31 +15,33 @@ layer's `batch_first`:
   states of `layer * D + direction` on axis 1. PyTorch's layout is
   `numpy.transpose(h_n, (1, 0, 2))` (`torch_layout` does it).
 
-For an `LSTMCell` the model is one streaming step, as the SavedModel's
-`with_state` signature and the `.tflite` are: inputs `input` (N, H_in), `h_0`
-and `c_0` (N, H), in that order, give `h_1`, `c_1` (N, H), as
-`torch.nn.LSTMCell` does; feed each step's `h_1`, `c_1` back as the next
-step's `h_0`, `c_0` (zeros for the first).
+A GRU has `h_n` only. For a cell layer the model is one streaming step, as
+the SavedModel's `with_state` signature and the `.tflite` are: inputs
+`input` (N, H_in), `h_0` and an LSTMCell's `c_0` (N, H), in that order, give
+`h_1` (and `c_1`) (N, H), as torch's cell does; feed each step's states back
+as the next step's (zeros for the first).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import tflstm  # before Keras: it imports TensorFlow without the start-up lines
-
 # isort: split
 import keras
 import numpy as np
 
+from converters.torch_io import Layer, torch_kind
+from tflstm._cell_layer import CellLayer
 
-def keras_model(layer: tflstm.LSTM | tflstm.LSTMCell) -> keras.Model:
+
+def keras_model(layer: Layer) -> keras.Model:
     """A batch-major `keras.Model` computing `layer`.
 
-    For an `LSTM`, the model takes `input` and starts from a zero state; its
-    outputs are `[output, h_n, c_n]` (`[output]` for one built with
-    `return_state=False`). For an `LSTMCell`, it takes `[input, h_0, c_0]`
-    and returns `[h_1, c_1]`: one step of a stream that carries its state.
+    For an `LSTM` (`GRU`), the model takes `input` and starts from a zero
+    state; its outputs are `[output, h_n, c_n]` (`[output, h_n]`; `[output]`
+    for one built with `return_state=False`). For an `LSTMCell`, it takes
+    `[input, h_0, c_0]` and returns `[h_1, c_1]` (a `GRUCell`: `[input,
+    h_0]` and `h_1`): one step of a stream that carries its state.
     The batch is on axis 0 of every input and output (see the module
     docstring), so that `predict`, `evaluate` and `fit` give the numbers of
     one call for any `batch_size`, and Keras's `model.export` takes it.
@@ -56,20 +58,16 @@ def keras_model(layer: tflstm.LSTM | tflstm.LSTMCell) -> keras.Model:
     >>> h.shape, c.shape
     ((7, 5), (7, 5))
     """
-    if isinstance(layer, tflstm.LSTMCell):
-        inputs = [
-            keras.Input((layer.input_size,), name="input"),
-            keras.Input((layer.hidden_size,), name="h_0"),
-            keras.Input((layer.hidden_size,), name="c_0"),
-        ]
-        h_1, c_1 = layer(inputs[0], (inputs[1], inputs[2]))
+    torch_kind(layer)  # a tflstm layer, or a TypeError
+    states = layer.cell.spec.states
+    if isinstance(layer, CellLayer):
+        inputs = [keras.Input((layer.input_size,), name="input")]
+        inputs += [keras.Input((layer.hidden_size,), name=f"{s}_0") for s in states]
+        result = layer(inputs[0], layer._pack_states(tuple(inputs[1:])))
+        result = result if isinstance(result, tuple) else (result,)
+        step_names = [f"{s}_1" for s in states]
         return keras.Model(
-            inputs, _named((h_1, c_1), "h_1", "c_1"), name=f"{layer.name}_model"
-        )
-    if not isinstance(layer, tflstm.LSTM):
-        raise TypeError(
-            "Expected a tflstm.LSTM or tflstm.LSTMCell. Received: an object of "
-            f"type {type(layer).__name__}"
+            inputs, _named(result, *step_names), name=f"{layer.name}_model"
         )
     inputs = keras.Input((None, layer.input_size), name="input")  # (N, L, H_in)
     x = inputs if layer.batch_first else keras.ops.transpose(inputs, (1, 0, 2))
@@ -79,8 +77,9 @@ def keras_model(layer: tflstm.LSTM | tflstm.LSTMCell) -> keras.Model:
         output = keras.ops.transpose(output, (1, 0, 2))
     outputs = [output]
     if layer.return_state:
-        outputs += [keras.ops.transpose(s, (1, 0, 2)) for s in result[1]]
-    names = ("output", "h_n", "c_n")[: len(outputs)]
+        final = result[1] if isinstance(result[1], tuple) else (result[1],)
+        outputs += [keras.ops.transpose(s, (1, 0, 2)) for s in final]
+    names = ("output", *(f"{s}_n" for s in states))[: len(outputs)]
     return keras.Model(inputs, _named(outputs, *names), name=f"{layer.name}_model")
 
 
@@ -93,11 +92,12 @@ def _named(tensors: Any, *names: str) -> list:
     ]
 
 
-def torch_layout(layer: tflstm.LSTM, outputs: Any) -> tuple:
+def torch_layout(layer: Any, outputs: Any) -> tuple:
     """`keras_model(layer)`'s outputs in the layer's (PyTorch's) layout:
-    `(output, (h_n, c_n))` with the layer's time axis and (D*num_layers, N, H)
-    states."""
-    output, h_n, c_n = (np.asarray(t) for t in outputs)
+    `(output, (h_n, c_n))` (a GRU's `(output, h_n)`) with the layer's time
+    axis and (D*num_layers, N, H) states."""
+    output, *final = (np.asarray(t) for t in outputs)
     if not layer.batch_first:
         output = output.transpose(1, 0, 2)
-    return output, (h_n.transpose(1, 0, 2), c_n.transpose(1, 0, 2))
+    states = tuple(s.transpose(1, 0, 2) for s in final)
+    return output, states if len(states) > 1 else states[0]

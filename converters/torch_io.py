@@ -15,12 +15,32 @@ import numpy as np
 
 import tflstm
 from _tflstm.extras import require
+from _tflstm.params import cell_param_shapes, layer_param_shapes
 from converters.checkpoint import open_checkpoint
 from converters.checkpoint.base import is_module, to_numpy
 from converters.discover import check_state_dict, infer_spec, normalize_prefix, select
+from tflstm._cell_layer import CellLayer
+from tflstm._recurrent import RecurrentLayer
 
-Layer = tflstm.LSTM | tflstm.LSTMCell
-Source = Any  # nn.LSTM, nn.LSTMCell, nn.Module, a state_dict or a path
+# tflstm.LSTM, GRU, LSTMCell, GRUCell
+Layer = RecurrentLayer | CellLayer
+Source = Any  # nn.LSTM, nn.GRU, their cells, nn.Module, a state_dict or a path
+
+
+def layer_class(kind: str) -> type[Layer]:
+    """The tflstm class of a torch class name (`"GRU"` -> `tflstm.GRU`)."""
+    return getattr(tflstm, kind)
+
+
+def torch_kind(layer: Any) -> str:
+    """The torch class name of a tflstm layer (`tflstm.GRU` -> `"GRU"`)."""
+    if not isinstance(layer, (RecurrentLayer, CellLayer)):
+        raise TypeError(
+            "Expected a tflstm layer (tflstm.LSTM, GRU, LSTMCell or GRUCell). "
+            f"Received: an object of type {type(layer).__name__}"
+        )
+    spec = layer.cell.spec
+    return spec.cell if isinstance(layer, CellLayer) else spec.layer
 
 
 def _params_of(
@@ -70,22 +90,24 @@ def from_torch(
     dtype: str | None = None,
     trust_pickle: bool = False,
 ) -> Layer:
-    """Builds a `tflstm.LSTM` (or `tflstm.LSTMCell`) holding PyTorch's weights.
+    """Builds the tflstm layer (`tflstm.LSTM`, `GRU`, `LSTMCell`, `GRUCell`)
+    of the torch module whose weights `source` holds.
 
-    The configuration (`input_size, hidden_size, num_layers, bias,
-    bidirectional, proj_size`) is inferred from the parameter names and shapes;
-    an inconsistent set is an error that lists every problem.
+    The module and its configuration (`input_size, hidden_size, num_layers,
+    bias, bidirectional, proj_size`) are inferred from the parameter names and
+    shapes (`weight_hh`'s rows over columns: 4 for an LSTM, 3 for a GRU); an
+    inconsistent set is an error that lists every problem.
 
     Args:
-        source: An `nn.LSTM` or `nn.LSTMCell`; any `nn.Module` holding one at
-            `prefix`; a state_dict of torch tensors or numpy arrays; or a
-            checkpoint path (see `converters.load_checkpoint`), of which only
-            the tensors under `prefix` are read.
-        prefix: Where the LSTM sits in a whole-model state_dict, e.g.
+        source: An `nn.LSTM`, `nn.GRU` or their cells; any `nn.Module`
+            holding one at `prefix`; a state_dict of torch tensors or numpy
+            arrays; or a checkpoint path (see `converters.load_checkpoint`),
+            of which only the tensors under `prefix` are read.
+        prefix: Where the module sits in a whole-model state_dict, e.g.
             `"encoder.rnn"` (a trailing "." is optional). Defaults to `""`,
-            the root; `converters.find_lstms` lists the prefixes.
+            the root; `converters.find_recurrent` lists the prefixes.
         batch_first: Defaults to the module's own value when `source` holds an
-            `nn.LSTM` module (a module, or a file of a whole model written by
+            `nn.LSTM`/`nn.GRU` module (a module, or a file of a whole model written by
             `torch.save(model)` and read with `trust_pickle=True`), else
             `False` (a state_dict does not record it).
         dropout: The same, defaulting to the module's value, else `0.0`.
@@ -97,18 +119,19 @@ def from_torch(
             run code; see `converters.load_checkpoint`. Defaults to `False`.
 
     Returns:
-        `tflstm.LSTM` for `nn.LSTM` weights, `tflstm.LSTMCell` for
-        `nn.LSTMCell` weights (names without the `_l0` suffix).
+        The tflstm class of torch's name: `tflstm.LSTM` for `nn.LSTM` weights,
+        `tflstm.GRUCell` for `nn.GRUCell` weights (names without the `_l0`
+        suffix), ...
 
     Raises:
-        ValueError: if no LSTM sits at `prefix` (the message names those that
-            do), or if the parameters are inconsistent.
+        ValueError: if no recurrent module sits at `prefix` (the message names
+            those that do), or if the parameters are inconsistent.
     """
     prefix = normalize_prefix(prefix)
     params, read, module = _params_of(source, prefix, trust_pickle)
     spec = infer_spec(params, prefix)
     kwargs = spec.layer_kwargs()
-    if spec.kind == "LSTM":
+    if not spec.is_cell:
         kwargs["batch_first"] = (
             batch_first
             if batch_first is not None
@@ -117,14 +140,11 @@ def from_torch(
         kwargs["dropout"] = (
             dropout if dropout is not None else float(getattr(module, "dropout", 0.0))
         )
-        layer_cls: type[tflstm.LSTM] | type[tflstm.LSTMCell] = tflstm.LSTM
-    else:
-        if batch_first is not None or dropout is not None:
-            raise ValueError(
-                "`batch_first` and `dropout` do not apply to an nn.LSTMCell. "
-                f"Received: batch_first={batch_first}, dropout={dropout}"
-            )
-        layer_cls = tflstm.LSTMCell
+    elif batch_first is not None or dropout is not None:
+        raise ValueError(
+            f"`batch_first` and `dropout` do not apply to an nn.{spec.kind}. "
+            f"Received: batch_first={batch_first}, dropout={dropout}"
+        )
 
     # Each weight is created from its tensor, read one at a time (no random
     # initialisation, no copy): a checkpoint's LSTM costs about its size in
@@ -133,7 +153,7 @@ def from_torch(
         return lambda shape, dtype=None: read(name).astype(dtype, copy=False)
 
     values = {name: initial(name) for name in spec.param_shapes()}
-    return layer_cls.from_weights(
+    return layer_class(spec.kind).from_weights(
         values, **kwargs, dtype=dtype or _default_dtype(params)
     )
 
@@ -153,13 +173,11 @@ def load_weights(layer: Layer, state_dict: Mapping[str, Any]) -> None:
 
 
 def _torch_weights(layer: Layer) -> list:
-    if not isinstance(layer, (tflstm.LSTM, tflstm.LSTMCell)):
-        raise TypeError(
-            "Expected a tflstm.LSTM or tflstm.LSTMCell layer. "
-            f"Received: an object of type {type(layer).__name__}"
-        )
-    if isinstance(layer, tflstm.LSTM):
-        shapes = tflstm.lstm_param_shapes(
+    torch_kind(layer)  # a tflstm layer, or a TypeError
+    spec = layer.cell.spec
+    if isinstance(layer, RecurrentLayer):
+        shapes = layer_param_shapes(
+            spec,
             layer.input_size,
             layer.hidden_size,
             layer.num_layers,
@@ -168,15 +186,15 @@ def _torch_weights(layer: Layer) -> list:
             layer.proj_size,
         )
     else:
-        shapes = tflstm.lstm_cell_param_shapes(
-            layer.input_size, layer.hidden_size, layer.bias
+        shapes = cell_param_shapes(
+            spec, layer.input_size, layer.hidden_size, layer.bias
         )
     return [getattr(layer, name) for name in shapes]
 
 
 def to_torch(layer: Layer) -> dict[str, np.ndarray]:
-    """The layer's weights as a state_dict with `nn.LSTM`'s (or
-    `nn.LSTMCell`'s) exact keys, order and shapes, as numpy arrays (copies).
+    """The layer's weights as a state_dict with torch's module's (`nn.LSTM`,
+    `nn.GRU`, ...) exact keys, order and shapes, as numpy arrays (copies).
 
     `module.load_state_dict({k: torch.from_numpy(v) ...}, strict=True)` loads
     it; `to_torch_module` does this for you.
@@ -185,20 +203,24 @@ def to_torch(layer: Layer) -> dict[str, np.ndarray]:
 
 
 def torch_config(layer: Layer) -> dict[str, Any]:
-    """The `torch.nn.LSTM(...)` (or `LSTMCell`) arguments of a tflstm layer."""
+    """The torch constructor's arguments (`torch.nn.LSTM(...)`, `nn.GRU`, ...)
+    of a tflstm layer."""
+    torch_kind(layer)  # a tflstm layer, or a TypeError
     config = layer.get_config()
     keys = ["input_size", "hidden_size", "bias"]
-    if isinstance(layer, tflstm.LSTM):
-        keys += ["num_layers", "batch_first", "dropout", "bidirectional", "proj_size"]
+    if isinstance(layer, RecurrentLayer):
+        keys += ["num_layers", "batch_first", "dropout", "bidirectional"]
+        keys += ["proj_size"] if layer.cell.spec.projection else []
     return {k: config[k] for k in keys}
 
 
 def to_torch_module(layer: Layer):
-    """A `torch.nn.LSTM` (or `nn.LSTMCell`) with the layer's configuration and
-    weights, in the layer's dtype (float16/bfloat16 layers give float32)."""
+    """The torch module (`torch.nn.LSTM`, `nn.GRU`, ...) with the layer's
+    configuration and weights, in the layer's dtype (float16/bfloat16 layers
+    give float32)."""
     torch = require("torch", extra="torch", purpose="to_torch_module")
 
-    module_cls = torch.nn.LSTM if isinstance(layer, tflstm.LSTM) else torch.nn.LSTMCell
+    module_cls = getattr(torch.nn, torch_kind(layer))
     state_dict = {k: torch.from_numpy(v) for k, v in to_torch(layer).items()}
     dtype = next(iter(state_dict.values())).dtype
     if dtype not in (torch.float32, torch.float64):
@@ -212,17 +234,17 @@ def to_torch_module(layer: Layer):
 def torch_module_from(
     state_dict: Mapping[str, Any], prefix: str = "", *, batch_first: bool = False
 ):
-    """A float32 `torch.nn.LSTM` (or `nn.LSTMCell`) built by torch itself from
-    the parameters at `prefix`: the independent reference for `compare`."""
+    """A float32 torch module (`torch.nn.LSTM`, `nn.GRU`, ...) built by torch
+    itself from the parameters at `prefix`: the independent reference for
+    `compare`."""
     torch = require("torch", extra="torch", purpose="torch_module_from")
 
     params = {k: to_numpy(v) for k, v in select(state_dict, prefix).items()}
     spec = infer_spec(params, normalize_prefix(prefix))
     kwargs = spec.layer_kwargs()
-    if spec.kind == "LSTM":
-        module = torch.nn.LSTM(**kwargs, batch_first=batch_first)
-    else:
-        module = torch.nn.LSTMCell(**kwargs)
+    if not spec.is_cell:
+        kwargs["batch_first"] = batch_first
+    module = getattr(torch.nn, spec.kind)(**kwargs)
     tensors = {k: torch.from_numpy(v.astype("float32")) for k, v in params.items()}
     module.load_state_dict(tensors, strict=True)
     return module

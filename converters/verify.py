@@ -15,7 +15,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-import tflstm
 from _tflstm.extras import require
 from _tflstm.tolerance import (
     ATOL,
@@ -24,6 +23,7 @@ from _tflstm.tolerance import (
     float32_error_bound,
 )
 from converters.torch_io import Layer
+from tflstm._cell_layer import CellLayer
 
 __all__ = [
     "Report",
@@ -42,7 +42,7 @@ RANDOM_INPUT = "standard normal"
 def random_input(layer: Layer, *, steps: int = 20, batch: int = 3, seed: int = 0):
     """A standard-normal input of the layer's layout, in float64."""
     rng = np.random.default_rng(seed)
-    if isinstance(layer, tflstm.LSTMCell):
+    if isinstance(layer, CellLayer):
         return rng.standard_normal((batch, layer.input_size))
     if layer.batch_first:
         return rng.standard_normal((batch, steps, layer.input_size))
@@ -152,8 +152,25 @@ def _outputs(module: Any, x: np.ndarray, lengths: np.ndarray | None, dtype: str)
         # torch on CPU notes that oneDNN lacks projections; not the user's concern.
         warnings.filterwarnings("ignore", "LSTM with projections is not supported")
         result = torch_forward(module, torch.from_numpy(x.astype(dtype)), None, lengths)
-    flat = (result[0], *result[1]) if isinstance(result[1], tuple) else result
-    return [t.numpy().astype("float64") for t in flat]
+    return [t.numpy().astype("float64") for t in _flat(result)]
+
+
+def _flat(result: Any) -> list:
+    """torch's (or tflstm's) return value as a flat list: `(output, (h_n,
+    c_n))`, `(output, h_n)`, `(h_1, c_1)` or `h_1`."""
+    if not isinstance(result, (tuple, list)):
+        return [result]
+    return [t for part in result for t in _flat(part)]
+
+
+def output_names(layer: Any) -> tuple[str, ...]:
+    """The names of a layer's flat outputs: `output` and `{state}_n`, or a
+    cell's `{state}_1` (`("output", "h_n", "c_n")` for an LSTM). `layer`: a
+    tflstm layer, or a stand-in with `cell` and `one_step` (the CLI's)."""
+    states = layer.cell.spec.states
+    if getattr(layer, "one_step", isinstance(layer, CellLayer)):
+        return tuple(f"{s}_1" for s in states)
+    return ("output", *(f"{s}_n" for s in states))
 
 
 def compare(
@@ -175,9 +192,11 @@ def compare(
     `error <= atol + rtol * largest magnitude`.
 
     Args:
-        layer: A tflstm layer, or a callable with the same call convention
-            and `compute_dtype` (e.g. a loaded SavedModel's signature).
-        module: The `torch.nn.LSTM` (or `LSTMCell`) it was converted from.
+        layer: A tflstm layer, or a callable with the same call convention,
+            `compute_dtype` and `cell` (e.g. a loaded SavedModel's signature
+            wrapped by the CLI).
+        module: The torch module (`torch.nn.LSTM`, `nn.GRU`, ...) it was
+            converted from.
         x: The input; defaults to `random_input(layer)`.
         sequence_lengths: Optional lengths of a right-padded batch: torch
             then runs `pack_padded_sequence(..., enforce_sorted=False)` and
@@ -187,8 +206,9 @@ def compare(
             to `atol`), instead of the rule.
 
     Returns:
-        A `Report`: `{"output", "h_n", "c_n"}` for an LSTM, `{"h_1", "c_1"}`
-        for a cell, each a `TensorError`; `report.ok` is the verdict.
+        A `Report`: `{"output", "h_n", "c_n"}` for an LSTM, `{"output",
+        "h_n"}` for a GRU, `{"h_1", "c_1"}` for an LSTMCell, `{"h_1"}` for a
+        GRUCell, each a `TensorError`; `report.ok` is the verdict.
 
     >>> import torch
     >>> module = torch.nn.LSTM(3, 4)
@@ -209,11 +229,8 @@ def compare(
         got = layer(x)
     else:
         got = layer(x, sequence_lengths=sequence_lengths)
-    if isinstance(got[1], (tuple, list)):  # (output, (h_n, c_n))
-        names: tuple[str, ...] = ("output", "h_n", "c_n")
-        got = (got[0], *got[1])
-    else:
-        names = ("h_1", "c_1")
+    names = output_names(layer)
+    got = _flat(got)
     errors = {}
     for i, (name, want, value) in enumerate(zip(names, reference, got, strict=True)):
         scale = max(float(np.abs(want).max(initial=0.0)), 1e-30)

@@ -46,7 +46,7 @@ def main() -> int:
     warnings.filterwarnings("ignore", "LSTM with projections is not supported")
     state_dict = converters.load_checkpoint(CHECKPOINT)
     print(f"{CHECKPOINT.name}: {len(state_dict)} tensors")
-    for spec in converters.find_lstms(CHECKPOINT):  # keys and shapes only
+    for spec in converters.find_recurrent(CHECKPOINT):  # keys and shapes only
         print("  found", spec.describe())
 
     lstm = converters.from_torch(state_dict, prefix="encoder.lstm", batch_first=True)

@@ -42,7 +42,7 @@ def model():
 
 def _assert_ports(model, source, cast=torch.float32, trust_pickle=False):
     """Every LSTM in the file is found, converts, and matches torch."""
-    specs = converters.find_lstms(source, trust_pickle=trust_pickle)
+    specs = converters.find_recurrent(source, trust_pickle=trust_pickle)
     assert [(s.prefix, s.kind) for s in specs] == PREFIXES
     for spec in specs:
         layer = converters.from_torch(
@@ -112,7 +112,7 @@ def test_prefix_reads_only_that_module(model, tmp_path, fmt):
 def test_prefix_that_holds_no_lstm_names_those_that_do(model, tmp_path):
     path = tmp_path / "model.safetensors"
     safetensors.torch.save_file(model.state_dict(), path)
-    message = "No LSTM parameters at prefix 'encoder'. The checkpoint holds LSTM parameters at the prefixes: 'cell', 'decoder', 'encoder.rnn'"
+    message = "No recurrent parameters at prefix 'encoder'. The checkpoint holds recurrent parameters (nn.LSTM, nn.GRU or their cells) at the prefixes: 'cell', 'decoder', 'encoder.rnn'"
     with pytest.raises(ValueError, match=re.escape(message)):
         converters.from_torch(path, prefix="encoder")
 
@@ -138,7 +138,9 @@ def test_nested_containers(model, tmp_path, wrap):
     torch.save(wrap(model.state_dict()), path)
     state_dict = converters.load_checkpoint(path)
     if "checkpoint.model.head.weight" in state_dict:  # unknown wrapper: flattened
-        assert converters.find_lstms(state_dict)[0].prefix == "checkpoint.model.cell"
+        assert (
+            converters.find_recurrent(state_dict)[0].prefix == "checkpoint.model.cell"
+        )
     else:
         _assert_ports(model, path)
 
@@ -329,7 +331,7 @@ def test_malicious_pickle_never_runs_without_opt_in(model, tmp_path, place, lega
     for read in (
         converters.load_checkpoint,
         converters.read_shapes,
-        converters.find_lstms,
+        converters.find_recurrent,
         lambda p: converters.from_torch(p, prefix="encoder.rnn"),
     ):
         with pytest.raises(converters.CheckpointError) as info:
@@ -373,7 +375,7 @@ def test_whole_model_pickle_needs_trust_pickle(tmp_path):
     assert record[0].filename == __file__  # the warning names the caller's line
     assert list(loaded) == list(whole.state_dict())
     with pytest.warns(converters.UnsafePickleWarning):
-        specs = converters.find_lstms(path, trust_pickle=True)
+        specs = converters.find_recurrent(path, trust_pickle=True)
     assert [s.prefix for s in specs] == ["rnn"]
     with pytest.warns(converters.UnsafePickleWarning):
         # A whole model records what a state_dict does not.

@@ -130,8 +130,8 @@ def test_help_and_version(capsys):
     out = " ".join(capsys.readouterr().out.split())  # unwrapped
     assert out.startswith("usage: tflstm-convert")
     assert (
-        "convert convert one LSTM of a checkpoint to a .keras file, a SavedModel "
-        "or a .tflite model" in out
+        "convert convert one recurrent module of a checkpoint to a .keras file, a "
+        "SavedModel or a .tflite model" in out
     )
     for text in ("list", "to-torch", "keras ", "savedmodel ", "tflite "):
         assert text in out
@@ -183,13 +183,13 @@ def test_list_without_lstm_says_what_the_file_holds(tmp_path, capsys):
     assert cli(capsys, "list", path) == (
         2,
         "",
-        f"tflstm-convert list: error: no nn.LSTM or nn.LSTMCell parameters found in "
+        f"tflstm-convert list: error: no nn.LSTM, nn.GRU, nn.LSTMCell or nn.GRUCell parameters found in "
         f"'{path}': it holds 8 tensors: 0.weight (2, 2), 0.bias (2,), 1.weight (2, 2), "
         "1.bias (2,), 2.weight (2, 2), ... (3 more)\n",
     )
     torch.save({"epoch": 3}, path)
     assert cli(capsys, "list", path)[2] == (
-        "tflstm-convert list: error: no nn.LSTM or nn.LSTMCell parameters found in "
+        "tflstm-convert list: error: no nn.LSTM, nn.GRU, nn.LSTMCell or nn.GRUCell parameters found in "
         f"'{path}': it holds no tensors\n"
     )
 
@@ -319,11 +319,11 @@ def test_usage_errors_exit_2(checkpoint, tmp_path, capsys):
     cases = [
         (
             ["convert", path, tmp_path / "x.keras"],
-            f"tflstm-convert convert: error: '{path}' holds 2 LSTMs; choose one with --prefix. Prefixes: cell, rnn",
+            f"tflstm-convert convert: error: '{path}' holds 2 recurrent modules; choose one with --prefix. Prefixes: cell, rnn",
         ),
         (
             ["convert", path, tmp_path / "x.keras", "--prefix", "encoder"],
-            "tflstm-convert convert: error: No LSTM parameters at prefix 'encoder'. The checkpoint holds LSTM parameters at the prefixes: 'cell', 'rnn'",
+            "tflstm-convert convert: error: No recurrent parameters at prefix 'encoder'. The checkpoint holds recurrent parameters (nn.LSTM, nn.GRU or their cells) at the prefixes: 'cell', 'rnn'",
         ),
         (
             ["list", tmp_path / "missing.pt"],

@@ -96,12 +96,12 @@ def test_whole_model_module_with_prefix():
             self.decoder = torch.nn.LSTMCell(2 * H, 3)
 
     model = Model()
-    specs = converters.find_lstms(model.state_dict())
+    specs = converters.find_recurrent(model.state_dict())
     assert [(s.prefix, s.kind) for s in specs] == [
         ("decoder", "LSTMCell"),
         ("encoder.rnn", "LSTM"),
     ]
-    assert specs[1] == converters.LSTMSpec(
+    assert specs[1] == converters.RecurrentSpec(
         "encoder.rnn", "LSTM", H_IN, H, num_layers=1, bias=True, bidirectional=True
     )
     assert model.get_submodule(specs[1].prefix) is model.encoder.rnn
@@ -114,18 +114,18 @@ def test_whole_model_module_with_prefix():
         )
     cell = converters.from_torch(model.state_dict(), prefix="decoder")
     assert (cell.input_size, cell.hidden_size) == (2 * H, 3)
-    message = "No LSTM parameters at prefix 'encoder'. The checkpoint holds LSTM parameters at the prefixes: 'decoder', 'encoder.rnn'"
+    message = "No recurrent parameters at prefix 'encoder'. The checkpoint holds recurrent parameters (nn.LSTM, nn.GRU or their cells) at the prefixes: 'decoder', 'encoder.rnn'"
     for prefix in ("encoder", "encoder."):
         with pytest.raises(ValueError, match=re.escape(message)):
             converters.from_torch(model, prefix=prefix)
     with pytest.raises(
-        ValueError, match=re.escape("No LSTM parameters at prefix '' (the root). ")
+        ValueError, match=re.escape("No recurrent parameters at prefix '' (the root). ")
     ):
         converters.from_torch(model.state_dict())
     with pytest.raises(
         ValueError,
         match=re.escape(
-            "No LSTM parameters at prefix 'rnn'. The checkpoint holds no nn.LSTM or nn.LSTMCell parameters"
+            "No recurrent parameters at prefix 'rnn'. The checkpoint holds no nn.LSTM, nn.GRU, nn.LSTMCell or nn.GRUCell parameters"
         ),
     ):
         converters.from_torch({"head.weight": np.zeros((2, 3))}, prefix="rnn")
@@ -154,14 +154,23 @@ def test_inference_errors():
         ),
     ):
         converters.from_torch(
-            {"weight_ih_l0": np.zeros((13, 5)), "weight_hh_l0": np.zeros((13, 3))}
+            {"weight_ih_l0": np.zeros((13, 5)), "weight_hh_l0": np.zeros((12, 3))}
         )
+    with pytest.raises(ValueError) as info:  # weight_hh tells the cell
+        converters.from_torch(
+            {"weight_ih": np.zeros((13, 5)), "weight_hh": np.zeros((13, 3))}
+        )
+    assert str(info.value) == (
+        "Cannot tell which recurrent module the parameters at the root belong to: "
+        "expected `weight_hh` of shape (4*hidden_size, hidden_size) for an nn.LSTM or "
+        "(3*hidden_size, hidden_size) for an nn.GRU. Received: shape (13, 3)"
+    )
     with pytest.raises(ValueError, match=re.escape("Received: no such key")):
         converters.from_torch({"weight_hh_l0": np.zeros((12, 3))})
     with pytest.raises(
         ValueError,
         match=re.escape(
-            "mix nn.LSTM names (weight_ih_l0, ...) with other names. Received: weight_hh"
+            "mix layer names (weight_ih_l0, ...) with other names. Received: weight_hh"
         ),
     ):
         converters.from_torch(

@@ -99,8 +99,11 @@ def pickles(args: argparse.Namespace) -> Iterator[None]:
         yield
 
 
-def no_lstm(checkpoint: str, infos: dict) -> str:
-    found = f"no nn.LSTM or nn.LSTMCell parameters found in {checkpoint!r}"
+def no_recurrent(checkpoint: str, infos: dict) -> str:
+    found = (
+        "no nn.LSTM, nn.GRU, nn.LSTMCell or nn.GRUCell parameters found in "
+        f"{checkpoint!r}"
+    )
     if not infos:
         return f"{found}: it holds no tensors"
     shown = [f"{key} {tuple(info.shape)}" for key, info in list(infos.items())[:5]]

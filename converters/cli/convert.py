@@ -1,4 +1,4 @@
-"""`tflstm-convert convert`: one LSTM of a checkpoint to a .keras file, a
+"""`tflstm-convert convert`: one recurrent module of a checkpoint to a .keras file, a
 SavedModel or a .tflite model, and `--verify`."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from converters.cli._common import (
     check_verify_options,
     existing,
     load_arrays,
-    no_lstm,
+    no_recurrent,
     pickles,
     recorded_settings,
     split_inputs,
@@ -29,21 +29,22 @@ from converters.cli.outputs import make_parent, model_format
 
 
 def _choose(checkpoint: Any, args: argparse.Namespace) -> tuple[str, Any]:
-    """The prefix (normalized) and spec of the LSTM to convert: --prefix's,
+    """The prefix (normalized) and spec of the module to convert: --prefix's,
     or the only one in the file. Reads keys and shapes only."""
-    from converters.discover import find_lstms, infer_spec, normalize_prefix, select
+    from converters.discover import find_recurrent, infer_spec, normalize_prefix, select
 
     infos = checkpoint.infos()
     if args.prefix is not None:
         prefix = normalize_prefix(args.prefix)
         return prefix, infer_spec(select(infos, prefix), prefix)
-    specs = find_lstms(infos)
+    specs = find_recurrent(infos)
     if not specs:
-        raise CliError(no_lstm(args.checkpoint, infos))
+        raise CliError(no_recurrent(args.checkpoint, infos))
     if len(specs) > 1:
         found = ", ".join(s.prefix for s in specs)
         raise CliError(
-            f"{args.checkpoint!r} holds {len(specs)} LSTMs; choose one with "
+            f"{args.checkpoint!r} holds {len(specs)} recurrent modules; choose "
+            "one with "
             f"--prefix. Prefixes: {found}"
         )
     return normalize_prefix(specs[0].prefix), specs[0]
@@ -85,7 +86,7 @@ def run_convert(args: argparse.Namespace) -> int:
     with pickles(args):
         checkpoint = open_checkpoint(path, trust_pickle=args.trust_pickle)
         prefix, spec = _choose(checkpoint, args)
-        recorded = None if spec.kind == "LSTMCell" else checkpoint.submodule(prefix)
+        recorded = None if spec.is_cell else checkpoint.submodule(prefix)
         data, inputs = _laid_out(args, fmt, spec, recorded, data, inputs)
         make_parent(args.output)
 
@@ -132,10 +133,15 @@ def _laid_out(
     """The --representative-data and --inputs arrays as the layer's inputs,
     checked against its configuration before any work; --inputs of a .tflite
     model cut into its batch size."""
-    cell = spec.kind == "LSTMCell"
+    cell = spec.is_cell
     if cell and (args.sequence_lengths or args.quantize == "int8"):
         option = "--sequence-lengths" if args.sequence_lengths else "--quantize int8"
-        raise CliError(f"{option} needs an nn.LSTM, not an nn.LSTMCell")
+        raise CliError(f"{option} needs an nn.{spec.cell.layer}, not an nn.{spec.kind}")
+    if args.quantize == "int8" and spec.kind != "LSTM":
+        raise CliError(
+            "--quantize int8 needs an nn.LSTM (TFLite's fused LSTM op), not an "
+            f"nn.{spec.kind}: use --quantize dynamic or float16"
+        )
     batch_first = args.batch_first or bool(getattr(recorded, "batch_first", False))
     shape = dict(cell=cell, input_size=spec.input_size, batch_first=batch_first)
     if data is not None:
@@ -169,10 +175,10 @@ def _random_calibration(layer: Any, args: argparse.Namespace) -> list:
 
 def _print_notes(layer: Any, args: argparse.Namespace, fmt: str, recorded: Any) -> None:
     """What was written, and what the user must know to use it."""
-    import tflstm
+    from tflstm._recurrent import RecurrentLayer
 
     print(f"wrote {args.output}: {layer.__class__.__name__}{torch_args(layer)}")
-    if isinstance(layer, tflstm.LSTM):
+    if isinstance(layer, RecurrentLayer):
         if hasattr(recorded, "batch_first"):
             settings = recorded_settings(recorded)
             print(f"note: {settings}, as the pickled model records them")
@@ -194,9 +200,9 @@ def _verification_runs(
     import numpy as np
 
     import converters
-    import tflstm
+    from tflstm._cell_layer import CellLayer
 
-    cell = isinstance(layer, tflstm.LSTMCell)
+    cell = isinstance(layer, CellLayer)
     if inputs is not None:
         source = f"{len(inputs)} input(s) of {args.inputs}"
     elif data is not None:  # quantized: on inputs like those it was calibrated on
@@ -288,7 +294,7 @@ def _write(layer: Any, args: argparse.Namespace, fmt: str, data: Any) -> list[st
     """Writes the output; returns why a quantized model may miss its
     tolerance, as `export_tflite` warned (also printed as warnings)."""
     import converters
-    import tflstm
+    from tflstm._cell_layer import CellLayer
 
     if fmt == "savedmodel":
         from tflstm.export import export_saved_model
@@ -310,7 +316,7 @@ def _write(layer: Any, args: argparse.Namespace, fmt: str, data: Any) -> list[st
             quantize=args.quantize,
             # int8 calibrates on it; both 8-bit modes check the cell state's
             # range on it (a cell runs one step: no range to check).
-            representative_data=None if isinstance(layer, tflstm.LSTMCell) else data,
+            representative_data=None if isinstance(layer, CellLayer) else data,
         )
     reasons = []
     for warning in caught:

@@ -73,9 +73,24 @@ def _share(error: Any) -> float:
     return error.abs / max(error.bound, 1e-300)
 
 
+class Served:
+    """What `converters.compare` needs of a layer (its call convention,
+    `compute_dtype` and `cell`), backed by a written artefact: `run(x,
+    sequence_lengths)` returns the layer's outputs."""
+
+    def __init__(self, layer: Any, compute_dtype: str, run: Any) -> None:
+        self.cell = layer.cell
+        self.one_step = "num_layers" not in layer.get_config()  # a cell layer
+        self.compute_dtype = compute_dtype
+        self._run = run
+
+    def __call__(self, x: Any, sequence_lengths: Any = None) -> Any:
+        return self._run(x, sequence_lengths)
+
+
 def reload(path: str, fmt: str, layer):
     """The written artefact, as a callable with the layer's call convention."""
-    import tflstm  # first: TensorFlow without its start-up lines
+    import tflstm  # noqa: F401  (first: TensorFlow without its start-up lines)
 
     # isort: split
     import keras
@@ -83,57 +98,61 @@ def reload(path: str, fmt: str, layer):
     import tensorflow as tf
 
     import converters
+    from converters.verify import output_names
+
+    names = output_names(layer)
+    states = layer.cell.spec.states
+    one_step = "num_layers" not in layer.get_config()
+
+    def as_torch(flat: list) -> Any:
+        """Flat outputs in `names`' order, as torch returns them."""
+        if one_step:
+            return tuple(flat) if len(flat) > 1 else flat[0]
+        final = tuple(flat[1:])
+        return flat[0], final if len(final) > 1 else final[0]
 
     if fmt == "keras":
         model = keras.saving.load_model(path)
 
-        class ServedKeras:  # `compare` calls it as the layer: through predict
-            compute_dtype = layer.compute_dtype
+        def run_keras(x, sequence_lengths):  # `compare` calls it: through predict
+            x = np.asarray(x, layer.compute_dtype)
+            if one_step:  # input, h_0 (, c_0)
+                zeros = np.zeros((len(x), layer.hidden_size), x.dtype)
+                feed = [x, *[zeros] * len(states)][: len(model.inputs)]
+                outputs = model.predict(feed, batch_size=2, verbose=0)
+                return as_torch(outputs if isinstance(outputs, list) else [outputs])
+            if not layer.batch_first:  # the model is batch-major
+                x = x.transpose(1, 0, 2)
+            outputs = model.predict(x, batch_size=2, verbose=0)
+            return converters.torch_layout(layer, outputs)
 
-            def __call__(self, x, sequence_lengths=None):
-                x = np.asarray(x, self.compute_dtype)
-                if isinstance(layer, tflstm.LSTMCell):  # input, h_0, c_0
-                    zeros = np.zeros((len(x), layer.hidden_size), x.dtype)
-                    feed = [x, zeros, zeros][: len(model.inputs)]
-                    return tuple(model.predict(feed, batch_size=2, verbose=0))
-                if not layer.batch_first:  # the model is batch-major
-                    x = x.transpose(1, 0, 2)
-                outputs = model.predict(x, batch_size=2, verbose=0)
-                return converters.torch_layout(layer, outputs)
-
-        return ServedKeras()
+        return Served(layer, layer.compute_dtype, run_keras)
     if fmt == "tflite":
         from tflstm.tflite import run_tflite
 
         flatbuffer, config = Path(path).read_bytes(), layer.get_config()
 
-        class ServedTFLite:  # what `compare` needs of a layer, backed by LiteRT
-            compute_dtype = "float32"
+        def run_litert(x, sequence_lengths):
+            result = run_tflite(  # quiet: it filters LiteRT's log lines
+                flatbuffer, config, x, sequence_lengths=sequence_lengths
+            )
+            if one_step:
+                return result
+            output, final = result
+            if isinstance(final, tuple) and final[-1] is None:
+                # an int8 model's c_n with lengths is not produced: NaN
+                c_n = np.full((*final[0].shape[:2], config["hidden_size"]), np.nan)
+                final = (*final[:-1], c_n)
+            return output, final
 
-            def __call__(self, x, sequence_lengths=None):
-                result = run_tflite(  # quiet: it filters LiteRT's log lines
-                    flatbuffer, config, x, sequence_lengths=sequence_lengths
-                )
-                if isinstance(layer, tflstm.LSTMCell):  # (h_1, c_1)
-                    return result
-                output, (h_n, c_n) = result
-                if c_n is None:  # not produced: left out of the report
-                    c_n = np.full((*h_n.shape[:2], config["hidden_size"]), np.nan)
-                return output, (h_n, c_n)
-
-        return ServedTFLite()
+        return Served(layer, "float32", run_litert)
     served = tf.saved_model.load(path).signatures["serving_default"]
 
-    class Served:  # what `compare` needs of a layer, backed by the SavedModel
-        compute_dtype = layer.compute_dtype
+    def run_saved_model(x, sequence_lengths):
+        kwargs = {"input": tf.constant(x)}
+        if sequence_lengths is not None:
+            kwargs["sequence_lengths"] = tf.constant(sequence_lengths, tf.int32)
+        out = served(**kwargs)
+        return as_torch([out[name] for name in names])
 
-        def __call__(self, x, sequence_lengths=None):
-            kwargs = {"input": tf.constant(x)}
-            if sequence_lengths is not None:
-                kwargs["sequence_lengths"] = tf.constant(sequence_lengths, tf.int32)
-            out = served(**kwargs)
-            if "h_1" in out:
-                return out["h_1"], out["c_1"]
-            return out["output"], (out["h_n"], out["c_n"])
-
-    return Served()
+    return Served(layer, layer.compute_dtype, run_saved_model)

@@ -10,7 +10,7 @@ from converters.cli._common import (
     EXIT_OK,
     CliError,
     existing,
-    no_lstm,
+    no_recurrent,
     pickles,
     recorded_settings,
 )
@@ -18,21 +18,21 @@ from converters.cli._common import (
 
 def run_list(args: argparse.Namespace) -> int:
     from converters.checkpoint import open_checkpoint
-    from converters.discover import find_lstms, normalize_prefix
+    from converters.discover import find_recurrent, normalize_prefix
 
     path = existing(args.checkpoint)
     with pickles(args):
         checkpoint = open_checkpoint(path, trust_pickle=args.trust_pickle)
         infos = checkpoint.infos()
-        specs = find_lstms(infos)
+        specs = find_recurrent(infos)
         if not specs:
-            raise CliError(no_lstm(args.checkpoint, infos))
+            raise CliError(no_recurrent(args.checkpoint, infos))
         unrecorded = False
         for spec in specs:
             prefix = normalize_prefix(spec.prefix)
             n = sum(infos[prefix + k].size for k in spec.param_shapes())
             line = f"{spec.describe()}  [{n:,} parameters]"
-            if spec.kind == "LSTM":
+            if not spec.is_cell:
                 module = checkpoint.submodule(prefix)
                 if hasattr(module, "batch_first"):
                     line += f"  recorded: {recorded_settings(module)}"

@@ -36,7 +36,8 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tflstm-convert",
-        description="Port the LSTMs of PyTorch checkpoints to TensorFlow/Keras "
+        description="Port the LSTMs and GRUs of PyTorch checkpoints to "
+        "TensorFlow/Keras "
         "(tflstm) as .keras, SavedModel or TFLite models, and back, with the "
         "same numbers.",
         epilog=EPILOG,
@@ -49,8 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "list",
-        help="list the nn.LSTM/nn.LSTMCell modules in a checkpoint",
-        description="List every nn.LSTM and nn.LSTMCell in a checkpoint, with "
+        help="list the recurrent modules (nn.LSTM, nn.GRU, their cells) in a "
+        "checkpoint",
+        description="List every nn.LSTM, nn.GRU, nn.LSTMCell and nn.GRUCell in a "
+        "checkpoint, with "
         "its prefix (as --prefix takes it) and inferred configuration. Reads "
         "only keys and shapes.",
     )
@@ -59,9 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "convert",
-        help="convert one LSTM of a checkpoint to a .keras file, a SavedModel "
+        help="convert one recurrent module of a checkpoint to a .keras file, a "
+        "SavedModel "
         "or a .tflite model",
-        description="Convert the LSTM (or LSTMCell) at --prefix to a tflstm "
+        description="Convert the nn.LSTM or nn.GRU (or its cell) at --prefix to a "
+        "tflstm "
         "layer and save it as a .keras model (input -> (output, (h_n, c_n))), "
         "a SavedModel (TF Serving) or a .tflite model (LiteRT).",
     )
@@ -117,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--prefix",
-        help="the LSTM's prefix in the checkpoint, as `list` prints it, e.g. "
-        "encoder.rnn (default: the only LSTM in the file)",
+        help="the module's prefix in the checkpoint, as `list` prints it, e.g. "
+        "encoder.rnn (default: the only recurrent module in the file)",
     )
     p.add_argument(
         "--batch-first",
@@ -139,9 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
         "to-torch",
         help="write the weights of a tflstm .keras file as a PyTorch state_dict",
         description="Write the weights of the tflstm layer in a .keras file as "
-        "a state_dict for torch.nn.LSTM / nn.LSTMCell (.pt, .safetensors, .npz).",
+        "a state_dict for torch.nn.LSTM / nn.GRU / their cells (.pt, .safetensors, "
+        ".npz).",
     )
-    p.add_argument("model", help="a .keras file holding a tflstm.LSTM or LSTMCell")
+    p.add_argument(
+        "model", help="a .keras file holding a tflstm.LSTM, GRU, LSTMCell or GRUCell"
+    )
     p.add_argument(
         "output",
         help="the .pt/.pth/.bin/.ckpt, .safetensors or .npz file to write; a "

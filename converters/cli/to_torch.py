@@ -20,9 +20,10 @@ from converters.cli.outputs import make_parent, state_dict_format
 
 
 def _tflstm_layers(layer) -> list:
-    import tflstm
+    from tflstm._cell_layer import CellLayer
+    from tflstm._recurrent import RecurrentLayer
 
-    found = [layer] if isinstance(layer, (tflstm.LSTM, tflstm.LSTMCell)) else []
+    found = [layer] if isinstance(layer, (RecurrentLayer, CellLayer)) else []
     for child in getattr(layer, "layers", []):
         found += _tflstm_layers(child)
     return found
@@ -36,7 +37,7 @@ def run_to_torch(args: argparse.Namespace) -> int:
         require("torch", extra="torch", purpose="--verify")
     path = existing(args.model)
 
-    import tflstm  # (first: quiet TensorFlow; registers the layers)
+    import tflstm  # noqa: F401  (first: quiet TensorFlow; registers the layers)
 
     # isort: split
     import keras
@@ -58,7 +59,7 @@ def run_to_torch(args: argparse.Namespace) -> int:
             f"{names} (choose with --layer)"
         )
     layer = layers[0]
-    cell = isinstance(layer, tflstm.LSTMCell)
+    cell = "num_layers" not in layer.get_config()
     if inputs is not None:
         inputs = split_inputs(
             inputs,
