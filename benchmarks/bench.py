@@ -277,6 +277,7 @@ def default_inference_kernel(config) -> str:
 
     _, batch, _, hidden, _, _, proj = config
     facts = _policy.gather_facts(
+        cell="lstm",
         training=False,
         dtype="float32",
         projection=bool(proj),

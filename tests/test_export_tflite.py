@@ -492,7 +492,7 @@ def test_demo_model_quantized(tmp_path):
     """The bundled demo model's LSTM (2 layers, bidirectional, projection,
     batch_first) on its real input distribution (relu of its linear front):
     sizes and errors of both modes against torch float32."""
-    (spec,) = converters.find_lstms(DEMO_CHECKPOINT)
+    (spec,) = converters.find_recurrent(DEMO_CHECKPOINT)
     layer = converters.from_torch(DEMO_CHECKPOINT, prefix=spec.prefix, batch_first=True)
     module = converters.to_torch_module(layer)
     state = converters.load_checkpoint(DEMO_CHECKPOINT)
