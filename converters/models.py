@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import tflstm  # noqa: F401  (before Keras: TensorFlow without the start-up lines)
+
 # isort: split
 import keras
 import numpy as np
