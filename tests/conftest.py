@@ -28,6 +28,8 @@ LONG_FIRST = (
     "tests/test_policy.py::test_exports_are_portable_when_a_gpu_is_visible",
     "tests/test_property.py::test_random_sizes_match_torch",
     "tests/test_long.py::test_float32_error_within_torchs_own",
+    "tests/test_gru.py::test_long_sequence_float32_error_within_torchs_own",
+    "tests/test_gru_exports.py::test_saved_models_served_elsewhere",
     "tests/test_readme.py::test_readme_block_runs_quietly",
     "tests/test_quiet.py::test_import_tflstm_is_silent",
     "tests/test_errors.py::test_non_tensorflow_backend_is_refused",

@@ -380,7 +380,7 @@ def test_export_writes_file_and_checks_arguments(tmp_path):
         (layer, dict(quantize="int8", batch_size=2, representative_data=[np.zeros((STEPS, 3, H_IN))]), ValueError, "Expected each item of `representative_data` to be a batch size that is a multiple of batch_size=2. Received: item 0 of shape (6, 3, 5) and dtype float64"),
         (layer, dict(quantize="int8", fixed_length=3, representative_data=data), ValueError, "Expected each item of `representative_data` to be a length of fixed_length=3. Received: item 0 of shape (6, 1, 5) and dtype float32"),
         (layer, dict(quantize="int8", graph="unrolled", fixed_length=STEPS, representative_data=data), ValueError, "Expected graph='fused' (or 'auto') for quantize='int8': only TFLite's fused LSTM op keeps a 16-bit cell state (the other graphs' int8 cell state loses 2-18% of the output's scale). Received: graph='unrolled'"),
-        (cell, dict(sequence_lengths=True), ValueError, "Expected a tflstm.LSTM or GRU for `sequence_lengths=True`, `fixed_length`, quantize='int8' or `representative_data` (a cell runs one step, quantized with quantize='dynamic'). Received: a tflstm.LSTMCell with sequence_lengths=True, fixed_length=None, quantize=None, representative_data None"),
+        (cell, dict(sequence_lengths=True), ValueError, "Expected a tflstm.LSTM or GRU for `sequence_lengths=True`, `fixed_length` or `representative_data`, and a tflstm.LSTM for quantize='int8' (a cell runs one step, quantized with quantize='dynamic' or 'float16'). Received: a tflstm.LSTMCell with sequence_lengths=True, fixed_length=None, quantize=None, representative_data None"),
     ]  # fmt: skip
     for target, kwargs, error, message in cases:
         with pytest.raises(error) as info:

@@ -126,6 +126,11 @@ class GRU(RecurrentLayer):
         use_cudnn: str | bool = "auto",
         **kwargs: Any,
     ) -> None:
+        if "proj_size" in kwargs:  # as torch, whatever its value
+            raise ValueError(
+                "proj_size argument is only supported for LSTM, not RNN or GRU. "
+                f"Received: proj_size={kwargs['proj_size']!r}"
+            )
         self._init_recurrent(
             input_size,
             hidden_size,

@@ -115,7 +115,7 @@ def _bptt_backward(cell, d_output, d_final, args: _Backward, *, xla=False):
     )
     grads = [d_z, d_start, contract(d_a, h_prev)]
     if rec.bias is not None:
-        grads.append(tf.reduce_sum(d_a, [0, 1]))
+        grads.append(blocked_sum(d_a))
     grads += [contract(a, b) for a, b in cell.extra_contractions(tape.saved, extras)]
     return grads
 
@@ -155,6 +155,14 @@ def contract(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     return total
 
 
+def blocked_sum(a: tf.Tensor) -> tf.Tensor:
+    """sum over (l, n) of a[l, n], shape (A,): a bias's gradient, summed in
+    blocks as `contract` sums a weight's (a plain float32 sum over L*N rows
+    took a GRU's bias gradient past the float32 rule at L = 2,000)."""
+    rows = tf.reshape(a, [-1, dims(a)[-1]])
+    return contract(rows, tf.ones_like(rows[:, :1]))[:, 0]
+
+
 # With XLA: each loop compiled (once per input shape). Dense tensors in and
 # out, so no TensorList crosses the XLA boundary.
 def compiled(fn: Callable) -> Callable:
@@ -181,22 +189,22 @@ def _bptt_recurrence(cell, x, state, weights, valid, *, xla=False, compiled=Fals
     backward = (
         _bptt_backward_xla if compiled else functools.partial(_bptt_backward, xla=xla)
     )
-    # The recurrent weights the gradient is taken for, those present.
+    # The weights the gradient is taken for, those present: the recurrent
+    # ones, then the input-side bias (added here rather than in the
+    # projection, so that its gradient is summed in blocks, `blocked_sum`).
     names = [
         n
-        for n in ("weight_hh", "recurrent_bias", "weight_hr")
+        for n in ("weight_hh", "recurrent_bias", "weight_hr", "bias")
         if getattr(weights, n) is not None
     ]
     count = len(state)
 
     @tf.custom_gradient
-    def recurrence(z, *args):
-        start, recurrent = (
-            tuple(args[:count]),
-            dict(zip(names, args[count:], strict=True)),
-        )
-        used = weights._replace(**recurrent)
+    def recurrence(xw, *args):
+        start, given = tuple(args[:count]), dict(zip(names, args[count:], strict=True))
+        used = weights._replace(**given)
         rec = used.recurrent()
+        z = xw if used.bias is None else xw + used.bias
         final, tape = forward(cell, z, start, rec, valid)
 
         # Closes over dense tensors only (no TensorArray handles), so that
@@ -207,12 +215,15 @@ def _bptt_recurrence(cell, x, state, weights, valid, *, xla=False, compiled=Fals
             d_z, d_start, *d_weights = backward(
                 cell, or_zeros(d_output, tape.output), d_final, context
             )
-            return [d_z, *d_start, *d_weights]
+            d_bias = [] if used.bias is None else [blocked_sum(d_z)]
+            return [d_z, *d_start, *d_weights, *d_bias]
 
         return (tape.output, *final), grad
 
     output, *final = recurrence(
-        project(x, weights), *state, *(getattr(weights, n) for n in names)
+        project(x, weights._replace(bias=None)),
+        *state,
+        *(getattr(weights, n) for n in names),
     )
     return output, tuple(final)
 

@@ -231,6 +231,8 @@ def export_tflite(
         flatbuffer = _export_cell(layer, batch_size, quantize)
     else:
         fused = isinstance(layer, LSTM)  # TFLite's fused op is an LSTM's
+        if not fused:  # before "auto" is resolved: the message names the user's
+            _check_graph(graph, fixed_length, quantize, type(layer).__name__)
         if graph == "auto":
             graph = choose_graph(
                 batch_size=batch_size,
@@ -299,8 +301,9 @@ def _check_arguments(
     ):
         raise ValueError(
             "Expected a tflstm.LSTM or GRU for `sequence_lengths=True`, "
-            "`fixed_length`, quantize='int8' or `representative_data` (a "
-            "cell runs one step, quantized with quantize='dynamic'). "
+            "`fixed_length` or `representative_data`, and a tflstm.LSTM for "
+            "quantize='int8' (a cell runs one step, quantized with "
+            "quantize='dynamic' or 'float16'). "
             f"Received: a tflstm.{type(layer).__name__} with sequence_lengths="
             f"{sequence_lengths}, fixed_length={fixed_length}, "
             f"quantize={quantize!r}, representative_data "
