@@ -315,7 +315,7 @@ def test_from_keras_errors():
                     keras.layers.Dense(3),
                 ]
             ),
-            "Expected only keras.layers.LSTM, Bidirectional and Dropout layers. Received: Dense",
+            "Expected only keras.layers.LSTM or GRU, Bidirectional and Dropout layers. Received: Dense",
         ),
         (
             keras.Sequential(
@@ -328,7 +328,7 @@ def test_from_keras_errors():
                     keras.layers.LSTM(H),
                 ]
             ),
-            "Expected one dropout rate between all layers, as torch.nn.LSTM has. Received: rates [0.1, 0.2]",
+            "Expected one dropout rate between all layers, as torch's recurrent modules have. Received: rates [0.1, 0.2]",
         ),
     ]
     for source, message in cases:

@@ -13,6 +13,9 @@ import converters
 import tflstm
 from converters.cli import main
 
+# isort: split
+import keras
+
 
 class Model(torch.nn.Module):
     """A speech-like model: an LSTM and a GRU encoder, a GRUCell decoder."""
@@ -130,9 +133,11 @@ def test_gru_errors(model):
         converters.from_torch(model, prefix="dec", batch_first=True)
     with pytest.raises(
         TypeError,
-        match=re.escape("Expected a tflstm.LSTM. Received: an object of type GRU"),
+        match=re.escape(
+            "Expected a tflstm.LSTM or tflstm.GRU. Received: an object of type GRUCell"
+        ),
     ):
-        converters.to_keras(converters.from_torch(model, prefix="enc"))
+        converters.to_keras(converters.from_torch(model, prefix="dec"))
     state = {k: v for k, v in model.state_dict().items() if k.startswith("enc.")}
     del state["enc.bias_hh_l1"]
     with pytest.raises(ValueError) as info:
@@ -194,3 +199,102 @@ def test_cli_refuses_int8_for_a_gru(files, tmp_path, capsys):
         "tflstm-convert convert: error: --quantize int8 needs an nn.LSTM (TFLite's "
         "fused LSTM op), not an nn.GRU: use --quantize dynamic or float16\n"
     )
+
+
+# -- stock Keras: keras.layers.GRU(reset_after=True) --------------------------
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(num_layers=1, bias=True, bidirectional=False),
+        dict(num_layers=2, bias=True, bidirectional=True, dropout=0.25),
+        dict(num_layers=2, bias=False, bidirectional=False),
+    ],
+    ids=["one", "bidir2-dropout", "no-bias"],
+)
+def test_keras_gru_round_trip_is_exact_and_matches_torch(config):
+    """torch -> tflstm -> keras.layers.GRU computes torch's output; back to
+    tflstm, both biases are kept (nothing summed: the map is exact)."""
+    torch.manual_seed(1)
+    module = torch.nn.GRU(5, 6, batch_first=True, **config)
+    layer = converters.from_torch(module)
+    model = converters.to_keras(layer)
+    grus = [lyr for lyr in model.layers if "gru" in lyr.name or "bidir" in lyr.name]
+    assert len(grus) == config["num_layers"]
+    x = np.random.default_rng(0).standard_normal((3, 7, 5)).astype("float32")
+    with torch.no_grad():  # eval: no dropout, as Keras's call
+        want = module.double().eval()(torch.from_numpy(x).double())[0].numpy()
+    got = model(x).numpy()
+    # float32 Keras against float64 torch: a few float32 ulps of the outputs
+    assert np.abs(got - want).max() <= 1e-6
+    back = converters.from_keras(model)
+    assert isinstance(back, tflstm.GRU)
+    assert converters.torch_config(back) == converters.torch_config(layer)
+    restored, original = converters.to_torch(back), converters.to_torch(layer)
+    assert list(restored) == list(original)
+    for name, value in original.items():
+        np.testing.assert_array_equal(restored[name], value)
+
+
+def test_a_naive_keras_gru_copy_is_wrong_and_the_map_is_right():
+    """What users report: torch's weights copied into keras.layers.GRU without
+    reordering the gates (r, z, n) -> (z, r, h) are far off; `to_keras` is not."""
+    torch.manual_seed(2)
+    module = torch.nn.GRU(4, 5, batch_first=True)
+    x = np.random.default_rng(1).standard_normal((2, 6, 4)).astype("float32")
+    with torch.no_grad():
+        want = module(torch.from_numpy(x))[0].numpy()
+    naive = keras.layers.GRU(5, return_sequences=True, reset_after=True)
+    naive(x)
+    sd = {k: v.numpy() for k, v in module.state_dict().items()}
+    naive.set_weights(
+        [
+            sd["weight_ih_l0"].T,
+            sd["weight_hh_l0"].T,
+            np.stack([sd["bias_ih_l0"], sd["bias_hh_l0"]]),
+        ]
+    )
+    assert np.abs(naive(x).numpy() - want).max() > 1e-2
+    mapped = converters.to_keras(converters.from_torch(module))
+    assert np.abs(mapped(x).numpy() - want).max() <= 1e-6
+
+
+def test_from_keras_gru_errors():
+    x = np.zeros((1, 2, 4), "float32")
+
+    def built(layer):
+        layer(x)
+        return layer
+
+    with pytest.raises(ValueError) as info:
+        converters.from_keras(built(keras.layers.GRU(3, reset_after=False, name="gru")))
+    assert str(info.value) == (
+        "Expected keras.layers.GRU at position 0 ('gru') with reset_after=True: "
+        "torch.nn.GRU applies the reset gate after the recurrent matmul (its bias "
+        "included); reset_after=False applies it before, another function. "
+        "Received: reset_after=False"
+    )
+    mixed = keras.Sequential(
+        [
+            keras.Input((None, 4)),
+            keras.layers.GRU(3, return_sequences=True),
+            keras.layers.LSTM(3, return_sequences=True),
+        ]
+    )
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "Expected layers of one kind, as a torch module has. Received: gru, lstm layers"
+        ),
+    ):
+        converters.from_keras(mixed)
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "with recurrent_activation='sigmoid', as torch.nn.GRU computes. Received: recurrent_activation='hard_sigmoid'"
+        ),
+    ):
+        converters.from_keras(
+            built(keras.layers.GRU(3, recurrent_activation="hard_sigmoid"))
+        )
