@@ -228,6 +228,66 @@ def test_gpu_visible_chooses_cudnn_and_turns_keras_auto_xla_off(gpu_visible):
         assert not _layer_ops(other, False, jit_compile=True) & NOT_PORTABLE
 
 
+def _cudnn_modes(fn, *specs) -> set:
+    """The `rnn_mode` of every CudnnRNNV3 op in a traced function."""
+    graph = fn.get_concrete_function(*specs).graph
+    nodes = list(graph.as_graph_def().node)
+    for f in graph.as_graph_def().library.function:
+        nodes += list(f.node_def)
+    return {n.attr["rnn_mode"].s.decode() for n in nodes if n.op == "CudnnRNNV3"}
+
+
+def test_gpu_visible_gru_runs_cudnns_gru(gpu_visible):
+    """A GRU on a GPU is cuDNN's GRU (PyTorch's: the reset gate after the
+    recurrent matmul), training and inference, with lengths; a GRU never runs
+    BlockLSTMV2; exports stay portable."""
+    gru = tflstm.GRU(H_IN, H, num_layers=2, bidirectional=True)
+    assert not gru.supports_jit
+    spec = tf.TensorSpec([5, 2, H_IN])
+    lengths = tf.constant([5, 3])
+    for training in (True, False):
+        fn = tf.function(lambda x, t=training: gru(x, training=t))
+        assert _cudnn_modes(fn, spec) == {"gru"}
+        fn = tf.function(
+            lambda x, t=training: gru(x, training=t, sequence_lengths=lengths)
+        )
+        assert _cudnn_modes(fn, spec) == {"gru"}
+    cpu = tflstm.GRU(H_IN, H, use_cudnn=False)
+    for training in (True, False):
+        ops = _layer_ops(cpu, training)
+        assert "CudnnRNNV3" not in ops and "BlockLSTMV2" not in ops and ops & LOOPS
+    lstm = tflstm.LSTM(H_IN, H)
+    assert _cudnn_modes(tf.function(lambda x: lstm(x)), spec) == {"lstm"}
+
+
+def test_cudnn_params_of_a_gru_keep_both_biases():
+    """cuDNN's GRU buffer: the 3 input matrices, the 3 recurrent ones, then
+    the input biases and the recurrent biases, each in torch's (r, z, n)
+    order: torch's bias_hh is cuDNN's recurrent bias, not summed."""
+    hidden, rng = 2, np.random.default_rng(0)
+    weights = Weights(
+        tf.constant(rng.standard_normal((3 * hidden, 3))),
+        tf.constant(rng.standard_normal((3 * hidden, hidden))),
+        tf.constant(rng.standard_normal(3 * hidden)),
+        None,
+        tf.constant(rng.standard_normal(3 * hidden)),
+    )
+    sizes = [hidden * 3] * 3 + [hidden * hidden] * 3 + [hidden] * 6
+    pieces = tf.split(cudnn_params(cells.GRU, weights, rocm=False), sizes)
+    for i, (name, block) in enumerate(
+        (("weight_ih", 0), ("weight_hh", 3), ("bias", 6), ("recurrent_bias", 9))
+    ):
+        del i
+        expected = np.split(getattr(weights, name).numpy(), 3)
+        for g in range(3):
+            np.testing.assert_array_equal(pieces[block + g], expected[g].ravel())
+    # without biases: zeros on both sides
+    bare = cudnn_params(
+        cells.GRU, weights._replace(bias=None, recurrent_bias=None), False
+    )
+    assert not np.any(tf.split(bare, sizes)[6:])
+
+
 def test_gpu_visible_device_scope_cpu_runs_a_cpu_kernel(gpu_visible):
     layer = tflstm.LSTM(H_IN, H)
 

@@ -49,12 +49,13 @@ def cudnn(cell, x, state, weights, lengths, *, xla=False):
     lengths_or_full = tf.fill([batch], steps) if lengths is None else lengths
 
     def recurrence(x, state, weights, valid):
-        # cuDNN takes a cell state in every mode; a GRU's is ignored.
-        c0 = state[1] if len(state) > 1 else tf.zeros([0], x.dtype)
+        # cuDNN takes a cell state in every mode; a GRU's is ignored (a
+        # scalar, as Keras passes it).
+        c0 = state[1][None] if len(state) > 1 else tf.zeros([], x.dtype)
         y, h, c, _, _ = tf.raw_ops.CudnnRNNV3(
             input=x,
             input_h=state[0][None],
-            input_c=c0[None],
+            input_c=c0,
             params=cudnn_params(cell, weights, rocm),
             sequence_lengths=tf.cast(lengths_or_full, tf.int32),
             rnn_mode=cell.cudnn_mode,
@@ -63,6 +64,6 @@ def cudnn(cell, x, state, weights, lengths, *, xla=False):
             is_training=True,
             time_major=True,
         )
-        return y, (h[0], c[0])[: len(state)]
+        return y, (h[0], c[0]) if len(state) > 1 else (h[0],)
 
     return directions(recurrence, x, state, weights, lengths)
