@@ -9,7 +9,8 @@ from tflstm._ops import Weights, dims, directions
 from tflstm.cells import Cell
 
 # cuDNN's gate order is PyTorch's for every cell; ROCm's MIOpen wants the
-# LSTM's as (i, f, o, g) (its GRU's is PyTorch's (r, z, n)).
+# LSTM's as (i, f, o, g), as Keras reorders them. Keras reorders no other
+# cell's for ROCm, and neither does this (no ROCm build was at hand to check).
 _MIOPEN_ORDER = {"lstm": (0, 1, 3, 2)}
 
 

@@ -59,7 +59,8 @@ class KernelFacts(NamedTuple):
 
 
 def cudnn_can_serve(facts: KernelFacts) -> bool:
-    """cuDNN's LSTM has no projection; it runs float16/32/64."""
+    """cuDNN's RNNs (its LSTM, its GRU) have no projection; they run
+    float16/32/64."""
     return not facts.projection and facts.dtype in ("float16", "float32", "float64")
 
 
