@@ -48,6 +48,20 @@ def weight_errors(module: torch.nn.Module, layer) -> dict[str, float]:
     }
 
 
+def _states(hx, convert):
+    """torch's `hx` converted: a tuple `(h_0, c_0)` (an LSTM's) stays a tuple,
+    one array `h_0` (a GRU's) stays one tensor."""
+    if isinstance(hx, (tuple, list)):
+        return tuple(convert(s) for s in hx)
+    return convert(hx)
+
+
+def _named_states(hxt) -> dict:
+    """The initial states by name, for the gradients' keys."""
+    states = hxt if isinstance(hxt, tuple) else (hxt,)
+    return dict(zip(("h_0", "c_0"), states, strict=False))
+
+
 def _cotangents(shapes: Sequence[tuple[int, ...]], dtype: str, seed: int):
     rng = np.random.default_rng(seed)
     return [rng.standard_normal(s).astype(dtype) for s in shapes]
@@ -57,6 +71,7 @@ def run_torch(
     module, x, hx=None, *, dtype="float64", seed=1, lengths=None, **call_kwargs
 ):
     """Output tensors and gradients of a fixed random linear loss, in numpy.
+    `hx` as torch takes it: `(h_0, c_0)` for an LSTM, `h_0` for a GRU.
 
     With `lengths`, a batched input runs as torch's packed sequence
     (`pack_padded_sequence(..., enforce_sorted=False)`, then
@@ -68,10 +83,10 @@ def run_torch(
     inputs = {"input": xt}
     hxt = None
     if hx is not None:
-        hxt = tuple(
-            torch.tensor(s, dtype=TORCH_DTYPES[dtype], requires_grad=True) for s in hx
+        hxt = _states(
+            hx, lambda s: torch.tensor(s, dtype=TORCH_DTYPES[dtype], requires_grad=True)
         )
-        inputs.update(h_0=hxt[0], c_0=hxt[1])
+        inputs.update(_named_states(hxt))
     if lengths is None:
         outs = _flatten(module(xt, hxt, **call_kwargs))
     else:
@@ -95,8 +110,8 @@ def run_tflstm(
     inputs = {"input": xt}
     hxt = None
     if hx is not None:
-        hxt = tuple(tf.constant(s, dtype=dtype) for s in hx)
-        inputs.update(h_0=hxt[0], c_0=hxt[1])
+        hxt = _states(hx, lambda s: tf.constant(s, dtype=dtype))
+        inputs.update(_named_states(hxt))
     if not gradients:
         outs = _flatten(layer(xt, hxt, **call_kwargs))
         return {f"out{i}": o.numpy() for i, o in enumerate(outs)}

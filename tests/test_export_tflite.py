@@ -18,11 +18,11 @@ import torch
 from ai_edge_litert.interpreter import Interpreter
 from grids import OPTIONS, pairwise
 from oracle import ATOL
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import converters
 import tflstm
 from converters import random_lengths
+from converters.verify import torch_forward
 from tflstm.tflite import (
     QUANTIZED_RTOL,
     UNROLL_MAX_LENGTH,
@@ -107,23 +107,9 @@ def ids(config: dict) -> str:
 
 def _torch(module, x, hx=None, lengths=None):
     """torch's output, h_n, c_n (a packed run with `lengths`), in numpy."""
-    xt = torch.from_numpy(x)
     hxt = None if hx is None else tuple(map(torch.from_numpy, hx))
     with torch.no_grad():
-        if lengths is None:
-            output, (h_n, c_n) = module(xt, hxt)
-        else:
-            packed = pack_padded_sequence(
-                xt,
-                torch.as_tensor(lengths, dtype=torch.int64),
-                module.batch_first,
-                enforce_sorted=False,
-            )
-            output, (h_n, c_n) = module(packed, hxt)
-            steps = x.shape[1 if module.batch_first else 0]
-            output = pad_packed_sequence(
-                output, module.batch_first, total_length=steps
-            )[0]
+        output, (h_n, c_n) = torch_forward(module, torch.from_numpy(x), hxt, lengths)
     return output.numpy(), h_n.numpy(), c_n.numpy()
 
 
@@ -537,16 +523,20 @@ def test_demo_model_quantized(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "options",
-    [{}, dict(num_layers=2, bidirectional=True, proj_size=3)],
-    ids=["default", "stacked"],
+    ("module_class", "options"),
+    [
+        (torch.nn.LSTM, {}),
+        (torch.nn.LSTM, dict(num_layers=2, bidirectional=True, proj_size=3)),
+        (torch.nn.GRU, dict(num_layers=2, bidirectional=True)),
+    ],
+    ids=["default", "stacked", "gru"],
 )
-def test_keras_litert_export_with_dynamic_batch(tmp_path, options):
+def test_keras_litert_export_with_dynamic_batch(tmp_path, module_class, options):
     """Keras's `model.export(format="litert")` with its default dynamic batch:
-    builtin ops only (the buffer loop), two batch sizes and two lengths by
-    resizing the interpreter's input."""
+    builtin ops only (the buffer loop, for every cell), two batch sizes and
+    two lengths by resizing the interpreter's input."""
     torch.manual_seed(0)
-    module = torch.nn.LSTM(H_IN, H, batch_first=True, **options)
+    module = module_class(H_IN, H, batch_first=True, **options)
     layer = converters.from_torch(module)
     inputs = keras.Input((None, H_IN))
     model = keras.Model(inputs, layer(inputs)[0])
@@ -567,9 +557,9 @@ def test_keras_litert_export_with_dynamic_batch(tmp_path, options):
         interpreter.set_tensor(detail["index"], x)
         interpreter.invoke()
         got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-        np.testing.assert_allclose(
-            got, _torch(module, x)[0], atol=ATOL["float32"], rtol=0
-        )
+        with torch.no_grad():
+            want = module(torch.from_numpy(x))[0].numpy()
+        np.testing.assert_allclose(got, want, atol=ATOL["float32"], rtol=0)
 
 
 def test_keras_litert_export_of_a_masked_model(tmp_path):

@@ -30,6 +30,8 @@ from oracle import (
     copy_torch_weights,
     float32_error_bound,
     max_errors,
+    run_tflstm,
+    run_torch,
     weight_errors,
 )
 from test_training import MOMENTUM, WEIGHT_ATOL
@@ -37,7 +39,6 @@ from test_training import MOMENTUM, WEIGHT_ATOL
 import converters
 import tflstm
 from converters import random_lengths
-from converters.verify import torch_forward
 
 L, N, H_IN, H = 5, 3, 4, 6
 
@@ -57,69 +58,6 @@ PAIRWISE = pairwise(GRID)
 
 def ids(config: dict) -> str:
     return "-".join(f"{k}={int(v)}" for k, v in config.items())
-
-
-# -- the oracle, for a cell with one state ------------------------------------------
-
-
-def _cotangents(shapes, dtype, seed):
-    """oracle.py's: a fixed random linear loss."""
-    rng = np.random.default_rng(seed)
-    return [rng.standard_normal(s).astype(dtype) for s in shapes]
-
-
-def _flat(result):
-    if isinstance(result, (tuple, list)):
-        return [t for r in result for t in _flat(r)]
-    return [result]
-
-
-def gru_torch(module, x, h0=None, *, dtype="float64", seed=1, lengths=None):
-    """`oracle.run_torch` for a GRU or GRUCell (`h0`: one array or None);
-    with `lengths`, torch's packed sequence (`converters.verify.torch_forward`:
-    `pack_padded_sequence(enforce_sorted=False)`, `pad_packed_sequence`)."""
-    module = module.to(TORCH_DTYPES[dtype])
-    xt = torch.tensor(x, dtype=TORCH_DTYPES[dtype], requires_grad=True)
-    inputs = {"input": xt}
-    h0t = None
-    if h0 is not None:
-        h0t = torch.tensor(h0, dtype=TORCH_DTYPES[dtype], requires_grad=True)
-        inputs["h_0"] = h0t
-    outs = _flat(torch_forward(module, xt, h0t, lengths))
-    cots = _cotangents([tuple(o.shape) for o in outs], dtype, seed)
-    loss = sum((o * torch.from_numpy(g)).sum() for o, g in zip(outs, cots, strict=True))
-    names = list(inputs) + [n for n, _ in module.named_parameters()]
-    tensors = list(inputs.values()) + [p for _, p in module.named_parameters()]
-    grads = torch.autograd.grad(loss, tensors)
-    result = {f"out{i}": o.detach().numpy() for i, o in enumerate(outs)}
-    result.update({f"grad_{n}": g.numpy() for n, g in zip(names, grads, strict=True)})
-    return result
-
-
-def gru_tflstm(layer, x, h0=None, *, dtype="float64", seed=1, gradients=True, **kw):
-    """`oracle.run_tflstm` for a tflstm.GRU or GRUCell (`h0`: one array or
-    None); only the outputs with `gradients=False`."""
-    xt = tf.constant(x, dtype=dtype)
-    inputs = {"input": xt}
-    h0t = None
-    if h0 is not None:
-        h0t = tf.constant(h0, dtype=dtype)
-        inputs["h_0"] = h0t
-    if not gradients:
-        return {f"out{i}": o.numpy() for i, o in enumerate(_flat(layer(xt, h0t, **kw)))}
-    weights = {v.name: v for v in layer.trainable_weights}
-    with tf.GradientTape() as tape:
-        tape.watch(list(inputs.values()))
-        outs = _flat(layer(xt, h0t, **kw))
-        cots = _cotangents([tuple(o.shape) for o in outs], dtype, seed)
-        loss = tf.add_n([tf.reduce_sum(o * g) for o, g in zip(outs, cots, strict=True)])
-    grads = tape.gradient(loss, list(inputs.values()) + list(weights.values()))
-    names = list(inputs) + list(weights)
-    missing = [n for n, g in zip(names, grads, strict=True) if g is None]
-    assert not missing, f"no gradient for {missing}"
-    result = {f"out{i}": o.numpy() for i, o in enumerate(outs)}
-    result.update({f"grad_{n}": g.numpy() for n, g in zip(names, grads, strict=True)})
-    return result
 
 
 def make_pair(dtype="float64", input_size=H_IN, hidden_size=H, seed=0, **cfg):
@@ -172,9 +110,9 @@ def test_matches_torch(cfg, dtype):
     module, layer = make_pair(dtype, **cfg)
     for batched, with_hx in itertools.product([True, False], [True, False]):
         x, h0 = make_inputs(cfg, batched=batched, with_hx=with_hx)
-        want = gru_torch(module, x, h0, dtype=dtype)
+        want = run_torch(module, x, h0, dtype=dtype)
         for training in (True, False):
-            got = gru_tflstm(layer, x, h0, dtype=dtype, training=training)
+            got = run_tflstm(layer, x, h0, dtype=dtype, training=training)
             assert_matches(want, got, ATOL[dtype])
 
 
@@ -236,9 +174,9 @@ def test_each_kernel_matches_torch(cfg, kernel):
     copy_torch_weights(module, layer)
     for with_hx in (True, False) if kernel == "loop" else (True,):
         x, h0 = make_inputs(cfg, batched=True, with_hx=with_hx)
-        want = gru_torch(module, x, h0, dtype="float32")
+        want = run_torch(module, x, h0, dtype="float32")
         for training in (False, True):
-            got = gru_tflstm(layer, x, h0, dtype="float32", training=training)
+            got = run_tflstm(layer, x, h0, dtype="float32", training=training)
             assert_matches(want, got, ATOL["float32"])
 
 
@@ -272,7 +210,7 @@ def test_from_weights_with_torch_state_dict_matches_torch():
         batched=True,
         with_hx=True,
     )
-    assert_matches(gru_torch(module, x, h0), gru_tflstm(layer, x, h0), ATOL["float64"])
+    assert_matches(run_torch(module, x, h0), run_tflstm(layer, x, h0), ATOL["float64"])
     with pytest.raises(
         ValueError,
         match=re.escape(
@@ -315,10 +253,10 @@ def test_matches_torch_packed(case):
         steps=PACKED_STEPS,
         batch=PACKED_BATCH,
     )
-    want = gru_torch(module, x, h0, lengths=lengths)
+    want = run_torch(module, x, h0, lengths=lengths)
     x = padded(x, lengths, cfg["batch_first"])
     for training in (True, False):
-        got = gru_tflstm(layer, x, h0, training=training, sequence_lengths=lengths)
+        got = run_tflstm(layer, x, h0, training=training, sequence_lengths=lengths)
         assert_matches(want, got, ATOL["float64"])
 
 
@@ -326,9 +264,9 @@ def test_unbatched_takes_a_scalar_length():
     module, layer = make_pair(num_layers=2, bidirectional=True)
     x = np.random.default_rng(0).standard_normal((PACKED_STEPS, H_IN))
     for n in (1, 3, PACKED_STEPS):
-        want = gru_torch(module, x, lengths=n)
+        want = run_torch(module, x, lengths=n)
         for lengths in (n, np.array([n])):
-            got = gru_tflstm(layer, x, sequence_lengths=lengths)
+            got = run_tflstm(layer, x, sequence_lengths=lengths)
             assert_matches(want, got, ATOL["float64"])
 
 
@@ -385,9 +323,9 @@ def test_embedding_mask_equals_lengths_and_torch():
     for a, b in zip(masked, explicit, strict=True):
         np.testing.assert_array_equal(a, b)
     module = converters.to_torch_module(first)
-    want = gru_torch(module, vectors, dtype="float32", lengths=lengths)
+    want = run_torch(module, vectors, dtype="float32", lengths=lengths)
     for training in (True, False):
-        got = gru_tflstm(
+        got = run_tflstm(
             first,
             padded(vectors, lengths, True),
             dtype="float32",
@@ -437,15 +375,15 @@ def test_long_sequence_float32_error_within_torchs_own():
     x = rng.standard_normal((steps, batch, case["input_size"])).astype("float32")
     h0 = rng.standard_normal((2 * case["num_layers"], batch, case["hidden_size"]))
     h0 = h0.astype("float32")
-    reference = gru_torch(module.double(), x, h0, dtype="float64")
+    reference = run_torch(module.double(), x, h0, dtype="float64")
     torch_errors = max_errors(
-        reference, gru_torch(module.float(), x, h0, dtype="float32")
+        reference, run_torch(module.float(), x, h0, dtype="float32")
     )
     layer = tflstm.GRU(**case, bidirectional=True)
     copy_torch_weights(module, layer)
     bad = {}
     for training in (True, False):
-        got = gru_tflstm(layer, x, h0, dtype="float32", training=training)
+        got = run_tflstm(layer, x, h0, dtype="float32", training=training)
         errors = max_errors(reference, got)
         for key, error in errors.items():
             assert torch_errors[key] > 0, "the reference must be float64"
@@ -708,8 +646,8 @@ def test_cell_matches_torch(bias, dtype):
         lead = (N,) if batched else ()
         x = rng.standard_normal((*lead, H_IN))
         h = rng.standard_normal((*lead, H)) if with_hx else None
-        want = gru_torch(module, x, h, dtype=dtype)
-        got = gru_tflstm(cell, x, h, dtype=dtype)
+        want = run_torch(module, x, h, dtype=dtype)
+        got = run_tflstm(cell, x, h, dtype=dtype)
         assert_matches(want, got, ATOL[dtype])
 
 
@@ -731,7 +669,7 @@ def test_cell_weights_from_weights_and_config():
         name="dec",
     )
     x = np.random.default_rng(0).standard_normal((N, H_IN))
-    assert_matches(gru_torch(module, x), gru_tflstm(cell, x), ATOL["float64"])
+    assert_matches(run_torch(module, x), run_tflstm(cell, x), ATOL["float64"])
     config = cell.get_config()
     for key, value in dict(
         input_size=H_IN, hidden_size=H, bias=True, seed=4, name="dec"

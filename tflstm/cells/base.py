@@ -77,6 +77,9 @@ class Cell:
     spec: ClassVar[CellSpec]
     # cuDNN's `rnn_mode` (CudnnRNNV3) for this cell, or "" if cuDNN has none.
     cudnn_mode: ClassVar[str] = ""
+    # Whether `StepGrad.da` differs from `dz` (a GRU's), so that the backward
+    # keeps both; where they are one (an LSTM's), it keeps one.
+    recurrent_grad_apart: ClassVar[bool] = True
 
     def split_bias(self, bias_ih: Any, bias_hh: Any) -> tuple[Any, Any]:
         """`(input-side bias, recurrent-side bias or None)` from torch's two

@@ -81,6 +81,7 @@ def _bptt_backward(cell, d_output, d_final, args: _Backward, *, xla=False):
     h_prev = tf.concat([start[0][None], tape.output[:-1]], 0)
     factors = cell.backward_factors(tape.saved, start, h_prev)
     extras_like = cell.extras_like(start, rec)
+    apart = cell.recurrent_grad_apart  # else da is dz: one array for both
 
     def body(t0, k, d_state):
         factors_k = [unstack_steps(f, t0, k, xla=xla) for f in factors]
@@ -95,7 +96,8 @@ def _bptt_backward(cell, d_output, d_final, args: _Backward, *, xla=False):
             )
             # a padded step: the state's gradient passes, its gates get 0
             dzs[j] = keep_state(masks[j], grad.dz, tf.zeros_like(grad.dz))
-            das[j] = keep_state(masks[j], grad.da, tf.zeros_like(grad.da))
+            if apart:
+                das[j] = keep_state(masks[j], grad.da, tf.zeros_like(grad.da))
             for column, e in zip(extras, grad.extras, strict=True):
                 column[j] = keep_state(masks[j], e, tf.zeros_like(e))
             d_h = tf.matmul(grad.da, weight_hh)
@@ -106,13 +108,14 @@ def _bptt_backward(cell, d_output, d_final, args: _Backward, *, xla=False):
                 s if n is None else keep_state(masks[j], n, s)
                 for n, s in zip(new, d_state, strict=True)
             )
-        return d_state, [dzs, das, *extras]
+        return d_state, [dzs, *([das] if apart else []), *extras]
 
     gates_like = tf.zeros([dims(start[0])[0], dims(weight_hh)[0]], weight_hh.dtype)
-    like = [gates_like, gates_like, *extras_like]
-    d_start, (d_z, d_a, *extras) = blocked_loop(
-        dims(d_output)[0], body, d_final, like, reverse=True
-    )
+    like = [gates_like, *([gates_like] if apart else []), *extras_like]
+    d_start, outs = blocked_loop(dims(d_output)[0], body, d_final, like, reverse=True)
+    d_z, *outs = outs
+    d_a = outs.pop(0) if apart else d_z
+    extras = outs
     grads = [d_z, d_start, contract(d_a, h_prev)]
     if rec.bias is not None:
         grads.append(blocked_sum(d_a))
