@@ -34,7 +34,7 @@ from oracle import (
     run_torch,
     weight_errors,
 )
-from test_training import MOMENTUM, WEIGHT_ATOL
+from test_training import OPTIMIZERS, WEIGHT_ATOL
 
 import converters
 import tflstm
@@ -756,18 +756,20 @@ def test_keras_file_round_trip_predicts_torchs_numbers(tmp_path):
 
 
 FIT_STEPS = 5
-FIT_CASES = [
-    pytest.param(dict(num_layers=2, bidirectional=True), "float64", id="stacked-bidirectional-float64"),
-    pytest.param(dict(bias=False), "float32", id="no_bias-float32", marks=pytest.mark.numerics),
+FIT_CASES = [  # every pair of configuration, optimiser and dtype
+    pytest.param(dict(num_layers=2, bidirectional=True), "sgd", "float64", id="stacked-bidirectional-sgd-float64"),
+    pytest.param(dict(num_layers=2, bidirectional=True), "adam", "float32", id="stacked-bidirectional-adam-float32", marks=pytest.mark.numerics),
+    pytest.param(dict(bias=False), "sgd", "float32", id="no_bias-sgd-float32", marks=pytest.mark.numerics),
+    pytest.param(dict(bias=False), "adam", "float64", id="no_bias-adam-float64"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("cfg", "dtype"), FIT_CASES)
-def test_fit_matches_torch_sgd_steps(cfg, dtype):
-    """A few full-batch SGD (momentum) steps of torch and of Keras's
+@pytest.mark.parametrize(("cfg", "optimizer", "dtype"), FIT_CASES)
+def test_fit_matches_torch_optimiser_steps(cfg, optimizer, dtype):
+    """A few full-batch SGD (momentum) or Adam steps of torch and of Keras's
     `model.fit`, from the same weights and data, give the same weights
-    (tests/test_training.py's tolerances, float32-representable data and
-    hyper-parameters)."""
+    (tests/test_training.py's optimisers and tolerances, float32-representable
+    data and hyper-parameters)."""
     torch.manual_seed(0)
     module = torch.nn.GRU(H_IN, H, batch_first=True, **cfg).to(TORCH_DTYPES[dtype])
     initial = {n: p.detach().numpy().copy() for n, p in module.named_parameters()}
@@ -780,7 +782,8 @@ def test_fit_matches_torch_sgd_steps(cfg, dtype):
     d = 2 if cfg.get("bidirectional") else 1
     y = rng.standard_normal((N, 7, d * H)).astype("float32").astype(dtype)
 
-    opt = torch.optim.SGD(module.parameters(), lr=2**-3, momentum=MOMENTUM)
+    torch_optimizer, keras_optimizer = OPTIMIZERS[optimizer]
+    opt = torch_optimizer(module.parameters(), dtype)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     for _ in range(FIT_STEPS):
         opt.zero_grad()
@@ -789,8 +792,7 @@ def test_fit_matches_torch_sgd_steps(cfg, dtype):
 
     model = keras.Sequential([keras.Input((7, H_IN), dtype=dtype), layer])
     model.compile(
-        keras.optimizers.SGD(2**-3, momentum=MOMENTUM),
-        loss=keras.losses.MeanSquaredError(dtype=dtype),
+        keras_optimizer(dtype), loss=keras.losses.MeanSquaredError(dtype=dtype)
     )
     model.fit(
         np.tile(x, (FIT_STEPS, 1, 1)),
@@ -803,24 +805,35 @@ def test_fit_matches_torch_sgd_steps(cfg, dtype):
     moved = max(
         float(np.abs(getattr(layer, n).numpy() - p0).max()) for n, p0 in initial.items()
     )
-    assert moved > 100 * WEIGHT_ATOL[dtype], "the weights must actually change"
+    assert moved > 10 * WEIGHT_ATOL[dtype], "the weights must actually change"
     errors = weight_errors(module, layer)
     bad = {k: e for k, e in errors.items() if not e <= WEIGHT_ATOL[dtype]}
     assert not bad, bad
 
 
-def test_jit_compiled_predict_matches_torch():
-    """`model.compile(jit_compile=True)`: predict runs inside XLA."""
+def test_jit_compiled_predict_evaluate_fit_match_torch():
+    """`model.compile(jit_compile=True)`: predict, evaluate and a fit step
+    run inside XLA (the training kernel traced for XLA) and match torch."""
     cfg = dict(num_layers=2, bidirectional=True, batch_first=True)
     torch.manual_seed(0)
     module = torch.nn.GRU(H_IN, H, **cfg)
     layer = tflstm.GRU(H_IN, H, return_state=False, **cfg)
     copy_torch_weights(module, layer)
     x = np.random.default_rng(0).standard_normal((4, 7, H_IN)).astype("float32")
+    y = np.random.default_rng(1).standard_normal((4, 7, 2 * H)).astype("float32")
     model = keras.Sequential([keras.Input((7, H_IN)), layer])
-    model.compile(jit_compile=True)
+    model.compile(keras.optimizers.SGD(2**-3), loss="mse", jit_compile=True)
     assert model.jit_compile
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     with torch.no_grad():
-        want = module(torch.from_numpy(x))[0].numpy()
+        want = module(xt)[0].numpy()
+        want_loss = float(torch.nn.functional.mse_loss(module(xt)[0], yt))
     got = model.predict(x, batch_size=4, verbose=0)
     np.testing.assert_allclose(got, want, atol=ATOL["float32"], rtol=0)
+    assert abs(model.evaluate(x, y, batch_size=4, verbose=0) - want_loss) <= 1e-6
+    opt = torch.optim.SGD(module.parameters(), lr=2**-3)
+    torch.nn.functional.mse_loss(module(xt)[0], yt).backward()
+    opt.step()
+    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    errors = weight_errors(module, layer)
+    assert max(errors.values()) <= WEIGHT_ATOL["float32"], errors
