@@ -283,16 +283,22 @@ def test_tflite_graphs_match_torch(flatbuffers):
             output, h_n = run_tflite(flatbuffer, layer.get_config(), x, h0)
             assert isinstance(h_n, np.ndarray)  # a GRU's h_n alone, as torch
             want = torch_outputs(module, x, h0)
-            for key, got, value in zip(
-                ("output", "h_n"), (output, h_n), want, strict=True
-            ):
-                assert got.shape == value.shape, (name, key)
-                error = max_error(got, value)
-                if not error <= ATOL["float32"]:
-                    bad[name, steps, with_hx, key] = error
+            bad.update(float32_misses((name, steps, with_hx), (output, h_n), want))
             checked += 1
     assert checked == 6
     assert not bad, bad
+
+
+def float32_misses(tag: tuple, got: tuple, want: tuple) -> dict:
+    """`{(*tag, tensor): error}` for the tensors (output, h_n) off torch's by
+    more than float32's tolerance, shapes checked."""
+    misses = {}
+    for key, value, expected in zip(("output", "h_n"), got, want, strict=True):
+        assert value.shape == expected.shape, (*tag, key)
+        error = max_error(value, expected)
+        if not error <= ATOL["float32"]:
+            misses[(*tag, key)] = error
+    return misses
 
 
 def test_tflite_packed_sequences_match_torch(flatbuffers):
@@ -319,12 +325,7 @@ def test_tflite_packed_sequences_match_torch(flatbuffers):
                 sequence_lengths=lengths,
             )
             want = torch_outputs(module, x, h0, lengths)
-            for key, got, value in zip(
-                ("output", "h_n"), (output, h_n), want, strict=True
-            ):
-                error = max_error(got, value)
-                if not error <= ATOL["float32"]:
-                    bad[name, steps, with_hx, key] = error
+            bad.update(float32_misses((name, steps, with_hx), (output, h_n), want))
             checked += 1
     assert checked == 6
     assert not bad, bad
