@@ -19,12 +19,14 @@ PYTEST = [sys.executable, "-m", "pytest", "-q"]
 
 
 def main() -> int:
-    flipped = subprocess.run(
+    # The suite, the longest job, starts first; the oneDNN probe (a TensorFlow
+    # import, ~5 s) runs beside it, and the rerun starts when it answers.
+    suite = subprocess.Popen([*PYTEST, "-n", "2", "--durations=15"], cwd=ROOT)
+    probe = subprocess.Popen(
         [sys.executable, str(ROOT / ".ci" / "flipped_onednn.py")],
-        capture_output=True,
+        stdout=subprocess.PIPE,
         text=True,
-        check=True,
-    ).stdout.strip()
+    )
     with (
         tempfile.TemporaryFile("w+") as mypy_log,
         tempfile.TemporaryFile("w+") as rerun_log,
@@ -32,6 +34,11 @@ def main() -> int:
         mypy = subprocess.Popen(
             [str(BIN / "mypy")], cwd=ROOT, stdout=mypy_log, stderr=subprocess.STDOUT
         )
+        flipped = probe.communicate()[0].strip()
+        if probe.returncode or flipped not in ("0", "1"):
+            suite.kill()
+            mypy.kill()
+            raise SystemExit(f"flipped_onednn.py failed: {flipped!r}")
         rerun = subprocess.Popen(
             [*PYTEST, "-n", "0", "-m", "numerics", "--durations=5"],
             cwd=ROOT,
@@ -39,12 +46,7 @@ def main() -> int:
             stdout=rerun_log,
             stderr=subprocess.STDOUT,
         )
-        codes = [
-            subprocess.call(
-                [*PYTEST, "-n", "2", "--durations=15"],
-                cwd=ROOT,
-            )
-        ]
+        codes = [suite.wait()]
         for title, process, log in (
             ("mypy", mypy, mypy_log),
             (

@@ -1,7 +1,10 @@
-"""Speed and memory of tflstm against torch.nn.LSTM and keras.layers.LSTM.
+"""Speed and memory of tflstm against torch and Keras: `nn.LSTM` and
+`keras.layers.LSTM`, or with `--cell gru`, `nn.GRU` and
+`keras.layers.GRU(reset_after=True)` (PyTorch's GRU).
 
-    make bench                                  # everything, ~15 minutes
-    python benchmarks/bench.py [--out DIR]      # the same
+    make bench                                  # both cells, ~30 minutes
+    python benchmarks/bench.py [--out DIR]      # the LSTM's rows
+    python benchmarks/bench.py --cell gru       # the GRU's rows
     python benchmarks/bench.py --config small   # one configuration, here
 
 The whole run happens twice, with TensorFlow's oneDNN optimisations on and
@@ -14,10 +17,12 @@ implementations compute the same numbers (max abs error against torch), then
 times, as the median of REPEATS runs after WARMUP:
 
 - forward (inference): torch `nn.LSTM` under `no_grad`; `keras.layers.LSTM`
-  (stacked / `Bidirectional` to match, via `converters.to_keras`) in a
+  (stacked / `Bidirectional` to match, via `converters.to_keras`; the same
+  for the GRU) in a
   `tf.function`; tflstm's kernels: `default` (`kernel="auto"`, what a user
   gets), `loop`, `block` (BlockLSTMV2, where it applies) and `xla`
-  (`kernel="xla"`); the exported `.tflite` in LiteRT with the same threads;
+  (`kernel="xla"`; a GRU has no `block`); the exported `.tflite` in LiteRT
+  with the same threads;
 - training step (forward + backward of a mean-square loss to every weight):
   torch, Keras, tflstm's default (the exact `bptt` kernel), and both Keras
   and tflstm with the whole step compiled by XLA (what
@@ -26,7 +31,8 @@ times, as the median of REPEATS runs after WARMUP:
 It reports ratios tflstm/keras and tflstm/torch, achieved GFLOP/s against a
 measured matmul peak, and the peak memory (RSS growth) of one forward pass at
 L = 2,000 for Keras and tflstm, each in a fresh process. Results go to
-`results.json`, `results.md` (the table in the README) and `results.png`,
+`results.json`, `results.md` (the table in the README) and `results.png`
+(`results_gru.*` for the GRU),
 with the oneDNN state and the CPU's vector extensions of each run. Timings,
 not tests: the machines are shared and noisy (10-20% between runs).
 """
@@ -63,6 +69,11 @@ REPEATS, WARMUP = 7, 2
 ROUNDS = 3
 THREADS = 2
 CHECK_ATOL = 1e-4  # float32 over up to 200 steps: torch's own error is ~1e-6
+GATES = {"lstm": 4, "gru": 3}
+CELL_NAMES = {
+    "lstm": "nn.LSTM, keras.layers.LSTM, tflstm.LSTM",
+    "gru": "nn.GRU, keras.layers.GRU(reset_after=True), tflstm.GRU",
+}
 
 
 def _median_ms(fn) -> float:
@@ -77,15 +88,16 @@ def _interleaved_ms(fns: dict) -> dict[str, float]:
     return {k: float(np.median([r[k] for r in rounds])) for k in fns}
 
 
-def forward_flops(config) -> float:
+def forward_flops(config, cell: str = "lstm") -> float:
     """Multiply-adds x 2 of the gate matmuls of one forward pass."""
     steps, batch, inputs, hidden, layers, bidirectional, proj = config
+    gates = GATES[cell]
     d = 2 if bidirectional else 1
     out = proj or hidden
     flops = 0.0
     for k in range(layers):
         i = inputs if k == 0 else d * out
-        per_step = 2 * batch * 4 * hidden * (i + out) + 2 * batch * hidden * proj
+        per_step = 2 * batch * gates * hidden * (i + out) + 2 * batch * hidden * proj
         flops += d * steps * per_step
     return flops
 
@@ -103,28 +115,28 @@ def matmul_peak_gflops() -> float:
     return 2 * 1024**3 / (min(tf_ms, torch_ms) * 1e-3) / 1e9
 
 
-def _setup(config):
+def _setup(config, cell: str = "lstm"):
     import numpy as np
     import tensorflow as tf
     import torch
 
     import converters
-    import tflstm
 
     torch.set_num_threads(THREADS)
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
     steps, batch, inputs, hidden, layers, bidirectional, proj = config
     torch.manual_seed(0)
-    module = torch.nn.LSTM(
-        inputs, hidden, layers, bidirectional=bidirectional, proj_size=proj
+    extra = {"proj_size": proj} if proj else {}
+    module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](
+        inputs, hidden, layers, bidirectional=bidirectional, **extra
     )
     base = converters.from_torch(module)
     layers_by_kernel = {}
     kernels = {"default": "auto", "loop": "loop", "block": "block", "xla": "xla"}
-    if proj:
-        del kernels["block"]  # BlockLSTMV2 has no projection
+    if proj or cell != "lstm":
+        del kernels["block"]  # BlockLSTMV2: an LSTM without projection only
     for name, kernel in kernels.items():
-        layer = tflstm.LSTM.from_config({**base.get_config(), "kernel": kernel})
+        layer = type(base).from_config({**base.get_config(), "kernel": kernel})
         converters.load_weights(layer, module.state_dict())
         layers_by_kernel[name] = layer
     keras_model = None if proj else converters.to_keras(base)
@@ -132,14 +144,14 @@ def _setup(config):
     return module, base, layers_by_kernel, keras_model, x.astype("float32")
 
 
-def run_config(name: str, config) -> dict:
+def run_config(name: str, config, cell: str = "lstm") -> dict:
     import numpy as np
     import tensorflow as tf
     import torch
 
     from tflstm.tflite import export_tflite
 
-    module, base, layers, keras_model, x = _setup(config)
+    module, base, layers, keras_model, x = _setup(config, cell)
     batch = x.shape[1]
     xt, x_tf = torch.from_numpy(x), tf.constant(x)
     x_batch_major = tf.constant(np.ascontiguousarray(x.transpose(1, 0, 2)))
@@ -188,7 +200,7 @@ def run_config(name: str, config) -> dict:
                 strict=True,
             )
         ),
-        "default_kernel": default_inference_kernel(config),
+        "default_kernel": default_inference_kernel(config, cell),
         "max_abs_error_vs_torch": errors,
         "forward_ms": _interleaved_ms(forward),
     }
@@ -220,7 +232,7 @@ def run_config(name: str, config) -> dict:
             train[impl] = lambda fn=keras_train: fn(x_batch_major)
     result["train_ms"] = _interleaved_ms(train)
 
-    flops = forward_flops(config)
+    flops = forward_flops(config, cell)
     result["forward_gflops"] = {
         impl: flops / (ms * 1e-3) / 1e9 for impl, ms in result["forward_ms"].items()
     }
@@ -229,12 +241,12 @@ def run_config(name: str, config) -> dict:
     return result
 
 
-def run_memory(impl: str) -> dict:
+def run_memory(impl: str, cell: str = "lstm") -> dict:
     """RSS growth (MiB) of one forward pass at L = 2,000 over a warm-up at L = 10."""
     import numpy as np
     import tensorflow as tf
 
-    _, _, layers, keras_model, x = _setup(MEMORY_CONFIG)
+    _, _, layers, keras_model, x = _setup(MEMORY_CONFIG, cell)
     if impl == "keras":
         fn = tf.function(lambda x: keras_model(x, training=False))
         x = np.ascontiguousarray(x.transpose(1, 0, 2))
@@ -270,14 +282,14 @@ def environment() -> dict:
     }
 
 
-def default_inference_kernel(config) -> str:
+def default_inference_kernel(config, cell: str = "lstm") -> str:
     """The kernel that `kernel="auto"` runs for a configuration's forward
     pass here (its static batch, hidden size, projection; this oneDNN state)."""
     from tflstm.kernels import policy as _policy
 
     _, batch, _, hidden, _, _, proj = config
     facts = _policy.gather_facts(
-        cell="lstm",
+        cell=cell,
         training=False,
         dtype="float32",
         projection=bool(proj),
@@ -364,6 +376,7 @@ def _table(run: dict) -> str:
 def _report(results: dict) -> str:
     first = next(iter(results["runs"].values()))["environment"]
     parts = [
+        f"{CELL_NAMES[results.get('cell', 'lstm')]}. "
         f"Machine: {results['machine']}, {THREADS} threads, vector extensions "
         f"{', '.join(first['vector_extensions'])}, {results['date']}. Forward "
         f"times in ms (medians of {ROUNDS} interleaved rounds of {REPEATS}); "
@@ -418,12 +431,15 @@ def _plot(results: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cell", choices=sorted(GATES), default="lstm")
     parser.add_argument("--config", choices=sorted(CONFIGS))
     parser.add_argument("--memory", help="internal: one memory measurement")
     parser.add_argument("--environment", action="store_true", help="internal")
     parser.add_argument("--out", default=str(Path(__file__).parent))
     parser.add_argument(
-        "--only", nargs="*", default=sorted(CONFIGS), help="configurations to run"
+        "--only",
+        nargs="*",
+        help="configurations to run (default: all; a GRU has no projection)",
     )
     parser.add_argument(
         "--onednn",
@@ -433,11 +449,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.config:
-        print(json.dumps(run_config(args.config, CONFIGS[args.config])))
+        print(json.dumps(run_config(args.config, CONFIGS[args.config], args.cell)))
         return
     if args.memory:
-        print(json.dumps(run_memory(args.memory)))
+        print(json.dumps(run_memory(args.memory, args.cell)))
         return
+    only = args.only or [n for n in CONFIGS if args.cell == "lstm" or n != "proj"]
     if args.environment:
         print(json.dumps(environment()))
         return
@@ -450,6 +467,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {
         "machine": f"{_cpu_name()}, {os.cpu_count()} cores",
         "date": time.strftime("%Y-%m-%d"),
+        "cell": args.cell,
         "versions": {"tensorflow": tf.__version__, "torch": torch.__version__},
         "runs": {},
     }
@@ -459,16 +477,20 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{label}: {env}", file=sys.stderr, flush=True)
         run = {"environment": env, "configs": {}, "memory": {}}
         for name in CONFIGS:
-            if name in args.only:
+            if name in only:
                 print(f"  {name} ...", file=sys.stderr, flush=True)
-                run["configs"][name] = _child(["--config", name], setting)
+                cell = ["--cell", args.cell]
+                run["configs"][name] = _child([*cell, "--config", name], setting)
         for impl in ("keras", "tflstm_default"):
-            run["memory"][impl] = _child(["--memory", impl], setting)
+            run["memory"][impl] = _child(
+                ["--cell", args.cell, "--memory", impl], setting
+            )
         results["runs"][label] = run
     out = Path(args.out)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "results.md").write_text(_report(results))
-    _plot(results, out / "results.png")
+    stem = "results" if args.cell == "lstm" else f"results_{args.cell}"
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(_report(results))
+    _plot(results, out / f"{stem}.png")
     print(_report(results))
 
 

@@ -30,6 +30,12 @@ Then Keras's own `model.export(format="litert")` with a dynamic batch (the
 builtin buffer loop of tflstm.kernels.litert) at N=1, H_in=40, H=64, L=100
 and L=1,000, against the fused export: the loop is quadratic in L.
 
+With `--cell gru`, the same two rows for nn.GRU(H_in=40) (files
+`gru_<row>_litert_torch.tflite` with `--litert-torch-models`). TFLite has
+no GRU op, so there is no `fused` and no `int8`: `default` is the unrolled
+graph for the fixed length, `loop` the graph for a dynamic length, `dynamic`
+the default with quantize="dynamic". No Keras row.
+
 Every model is checked against torch first (float: 1e-5). Each round times
 every model once per repeat, in rotating order, so that load from other
 processes hits all alike; a round reports medians, and the JSON keeps every
@@ -76,28 +82,27 @@ import sys
 import torch
 import litert_torch
 
-state, out, steps, batch, input_size, hidden = sys.argv[1:7]
+state, out, cell, steps, batch, input_size, hidden = sys.argv[1:8]
 steps, batch, input_size, hidden = map(int, (steps, batch, input_size, hidden))
-lstm = torch.nn.LSTM(input_size, hidden).eval()
-lstm.load_state_dict(torch.load(state))
+module = getattr(torch.nn, cell)(input_size, hidden).eval()
+module.load_state_dict(torch.load(state))
 
 
 class Wrap(torch.nn.Module):
-    def __init__(self, lstm):
+    def __init__(self, module):
         super().__init__()
-        self.lstm = lstm
+        self.module = module
 
-    def forward(self, x, h0, c0):
-        y, (h, c) = self.lstm(x, (h0, c0))
-        return y, h, c
+    def forward(self, x, h0, *c0):
+        if c0:
+            y, (h, c) = self.module(x, (h0, c0[0]))
+            return y, h, c
+        return self.module(x, h0)
 
 
-args = (
-    torch.randn(steps, batch, input_size),
-    torch.zeros(1, batch, hidden),
-    torch.zeros(1, batch, hidden),
-)
-litert_torch.convert(Wrap(lstm).eval(), args).export(out)
+states = (torch.zeros(1, batch, hidden),) * (2 if cell == "LSTM" else 1)
+args = (torch.randn(steps, batch, input_size), *states)
+litert_torch.convert(Wrap(module).eval(), args).export(out)
 """
 
 
@@ -114,7 +119,8 @@ def _runner(flatbuffer: bytes, feeds: dict, threads: int):
                 feed[name] = feeds["h0"][0]
         first = "output"
     else:  # litert-torch's: args_0 (x), args_1 (h_0), args_2 (c_0)
-        feed = dict(zip(names, (feeds["x"], feeds["h0"], feeds["h0"]), strict=True))
+        values = (feeds["x"], *[feeds["h0"]] * (len(names) - 1))
+        feed = dict(zip(names, values, strict=True))
         first = sorted(runner.get_output_details())[0]
     runner(**feed)
     return (lambda: runner(**feed)), (lambda: runner(**feed)[first])
@@ -122,16 +128,17 @@ def _runner(flatbuffer: bytes, feeds: dict, threads: int):
 
 def _litert_torch(name, module, steps, batch, input_size, args) -> tuple:
     """(flatbuffer, how it was obtained, convert seconds) or (None, why, 0)."""
-    hidden = module.hidden_size
+    hidden, cell = module.hidden_size, type(module).__name__
+    name = name if cell == "LSTM" else f"{cell.lower()}_{name}"
     if args.litert_torch_models:
         path = Path(args.litert_torch_models) / f"{name}_litert_torch.tflite"
         if path.exists():
             return path.read_bytes(), f"read {path}", 0.0
     python = args.litert_torch_python or os.environ.get("LITERT_TORCH_PYTHON")
     with tempfile.TemporaryDirectory() as tmp:
-        state, out = Path(tmp) / "lstm.pt", Path(tmp) / "lstm.tflite"
+        state, out = Path(tmp) / "module.pt", Path(tmp) / "module.tflite"
         torch.save(module.state_dict(), state)
-        cmd = [str(a) for a in (state, out, steps, batch, input_size, hidden)]
+        cmd = [str(a) for a in (state, out, cell, steps, batch, input_size, hidden)]
         start = time.perf_counter()
         if python:
             done = subprocess.run(
@@ -174,15 +181,17 @@ def _bench(fns: dict, rounds: int, repeats: int, warmup: int = 2) -> list[dict]:
 def _row(name: str, args) -> dict:
     steps, batch, input_size, hidden = ROWS[name]
     torch.manual_seed(0)
-    module = torch.nn.LSTM(input_size, hidden).eval()
+    lstm = args.cell == "lstm"
+    module = (torch.nn.LSTM if lstm else torch.nn.GRU)(input_size, hidden).eval()
     layer = converters.from_torch(module)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((steps, batch, input_size)).astype("float32")
     h0 = np.zeros((1, batch, hidden), "float32")
     data = [rng.standard_normal(x.shape).astype("float32") for _ in range(4)]
     xt, h0t = torch.from_numpy(x), torch.from_numpy(h0)
+    hx = (h0t, h0t) if lstm else h0t
     with torch.no_grad():
-        reference = module(xt, (h0t, h0t))[0].numpy()
+        reference = module(xt, hx)[0].numpy()
 
     exports = {
         "default": dict(fixed_length=steps),
@@ -191,6 +200,9 @@ def _row(name: str, args) -> dict:
         "dynamic": dict(fixed_length=steps, quantize="dynamic"),
         "int8": dict(graph="fused", quantize="int8", representative_data=data),
     }
+    if not lstm:  # no fused op: the loop for a dynamic length instead
+        del exports["fused"], exports["int8"], exports["unrolled"]
+        exports["loop"] = dict(graph="loop")
     models, info = {}, {}
     for key, options in exports.items():
         start = time.perf_counter()
@@ -203,7 +215,7 @@ def _row(name: str, args) -> dict:
     if flatbuffer is None:
         print(f"{name}: litert-torch: {how}; comparing with its recipe written here")
         competitor = "litert_torch_recipe"
-        flatbuffer = models["unrolled"]
+        flatbuffer = models["unrolled" if lstm else "default"]
     models[competitor] = flatbuffer
     info[competitor] = {"convert_s": seconds, "source": how}
 
@@ -216,12 +228,12 @@ def _row(name: str, args) -> dict:
         if key not in quantized and not error <= FLOAT_ATOL:
             raise SystemExit(f"{name}/{key}: max abs error {error:.2e} vs torch")
     info["default"]["graph"] = choose_graph(
-        batch_size=batch, fixed_length=steps, quantize=None
+        batch_size=batch, fixed_length=steps, quantize=None, fused=lstm
     )
 
     def torch_forward():
         with torch.no_grad():
-            module(xt, (h0t, h0t))
+            module(xt, hx)
 
     fns = {"torch": torch_forward, **fns}
     rounds = _bench(fns, args.rounds, args.repeats)
@@ -320,6 +332,8 @@ def _table(result: dict) -> str:
                 f"{_span([r[key] / r[competitor] for r in rounds]):>22s} "
                 f"{size:>10s} {error:>12s}"
             )
+    if "keras_litert" not in result:
+        return "\n".join(lines)
     keras = result["keras_litert"]
     lines.append(
         f"\nKeras model.export(format='litert'), dynamic batch, N={keras['N']}, "
@@ -339,12 +353,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--litert-torch-python")
     parser.add_argument("--litert-torch-models")
+    parser.add_argument("--cell", choices=["lstm", "gru"], default="lstm")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     result = {
+        "cell": args.cell,
         "machine": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "threads": args.threads,
@@ -352,7 +368,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     for name in ROWS:
         result[name] = _row(name, args)
-    result["keras_litert"] = _keras_row(args)
+    if args.cell == "lstm":
+        result["keras_litert"] = _keras_row(args)
     result["load_average_after"] = os.getloadavg()
     print(_table(result))
     if args.out:

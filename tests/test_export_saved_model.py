@@ -1,15 +1,16 @@
 """SavedModel export: the pairwise grid of configurations, with and without
 packed sequences, an LSTMCell and Keras's own `model.export`, all exported once
-and served in ONE separate process that cannot import tflstm, against torch;
-streaming; `saved_model_cli`."""
+and served in separate processes that cannot import tflstm (one with
+TensorFlow's oneDNN off, one with it on), against torch; streaming;
+`saved_model_cli`."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import keras
 import numpy as np
-import pytest
 import torch
 from grids import PAIRWISE
 from oracle import ATOL, run_torch
@@ -28,31 +29,39 @@ PACKED_STEPS, PACKED_BATCH = 7, 4
 PACKED = 4
 
 
-def serve_elsewhere(jobs: dict, tmp_path: Path) -> dict:
-    """Runs `jobs` through serving_loader.py in a fresh process."""
+# TF_ENABLE_ONEDNN_OPTS of the serving processes. Served under both here,
+# the tests that use them need no `numerics` rerun: what oneDNN changes is
+# the serving process's arithmetic; the exported graph is the same.
+ONEDNN = ("0", "1")
+
+
+def serve_elsewhere(jobs: dict, tmp_path: Path) -> dict[str, dict]:
+    """Runs `jobs` through serving_loader.py in fresh processes, one per
+    oneDNN setting, side by side: {setting: {job: {output name: array}}}."""
     flat = {}
     for job, (path, signature, inputs) in jobs.items():
         flat[f"{job}/path"] = np.array(str(path))
         flat[f"{job}/signature"] = np.array(signature)
         flat.update({f"{job}/in/{k}": v for k, v in inputs.items()})
     np.savez(tmp_path / "jobs.npz", **flat)
-    subprocess.run(
-        [
-            sys.executable,
-            str(LOADER),
-            str(tmp_path / "jobs.npz"),
-            str(tmp_path / "out.npz"),
-        ],
-        check=True,
-        timeout=600,
-        cwd=tmp_path,
-    )
-    results = np.load(tmp_path / "out.npz")
-    out: dict = {}
-    for key in results.files:
-        job, _, name = key.split("/")
-        out.setdefault(job, {})[name] = results[key]
-    return out
+    outs = {setting: tmp_path / f"out-onednn{setting}.npz" for setting in ONEDNN}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(LOADER), str(tmp_path / "jobs.npz"), str(out)],
+            cwd=tmp_path,
+            env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": setting},
+        )
+        for setting, out in outs.items()
+    ]
+    for process in processes:
+        assert process.wait(timeout=600) == 0, process.args
+    served: dict = {}
+    for setting, path in outs.items():
+        with np.load(path) as results:
+            for key in results.files:
+                job, _, name = key.split("/")
+                served.setdefault(setting, {}).setdefault(job, {})[name] = results[key]
+    return served
 
 
 def _torch(module, x, hx=None, lengths=None):
@@ -104,9 +113,10 @@ def _lstm_jobs(tmp: Path, rng) -> tuple[dict, dict]:
     return jobs, expected
 
 
-def _export_and_serve(tmp: Path) -> None:
-    """Every SavedModel of this module, exported and served in one process;
-    writes what was served and what torch (or the Keras model) gives."""
+def _export_and_serve(tmp: Path) -> tuple[dict, dict]:
+    """Every SavedModel of this module, exported and served elsewhere: what
+    was served ({oneDNN setting: {job: outputs}}) and what torch (or the
+    Keras model) gives ({job: outputs})."""
     rng = np.random.default_rng(0)
     jobs, expected = _lstm_jobs(tmp, rng)
 
@@ -131,23 +141,9 @@ def _export_and_serve(tmp: Path) -> None:
     want = model.predict(x, verbose=0)
     expected["keras"] = {f"output_{i}": w for i, w in enumerate(want)}
 
-    serve_elsewhere(jobs, tmp)  # writes out.npz
-    np.savez(
-        tmp / "expected.npz",
-        **{f"{job}/{k}": v for job, outs in expected.items() for k, v in outs.items()},
-    )
+    return serve_elsewhere(jobs, tmp), expected
 
 
-def _by_job(path: Path) -> dict:
-    out: dict = {}
-    with np.load(path) as data:
-        for key in data.files:
-            job, name = key.split("/")[0], key.split("/")[-1]
-            out.setdefault(job, {})[name] = data[key]
-    return out
-
-
-@pytest.mark.numerics
 def test_saved_models_served_elsewhere_match_torch(tmp_path):
     """One test, so that its exports and its one serving process are built
     once whatever the number of workers:
@@ -159,21 +155,26 @@ def test_saved_models_served_elsewhere_match_torch(tmp_path):
     - cell: an LSTMCell;
     - keras: Keras's own `model.export` of a model holding a tflstm.LSTM,
       against what the model predicts.
+
+    Each served with oneDNN off and on (`serve_elsewhere`).
     """
-    _export_and_serve(tmp_path)
-    served, expected = _by_job(tmp_path / "out.npz"), _by_job(tmp_path / "expected.npz")
-    assert served.keys() == expected.keys()
-    counts, bad = {}, {}
-    for job, want in expected.items():
+    served_by, expected = _export_and_serve(tmp_path)
+    assert list(served_by) == list(ONEDNN)
+    bad = {}
+    for setting, served in served_by.items():
+        assert served.keys() == expected.keys()
+        for job, want in expected.items():
+            assert served[job].keys() == want.keys(), job
+            atol = 1e-6 if job == "keras" else ATOL["float32"]
+            for name, value in want.items():
+                assert served[job][name].shape == value.shape, (job, name)
+                error = float(np.abs(served[job][name] - value).max())
+                if not error <= atol:
+                    bad[setting, job, name] = error
+    counts: dict = {}
+    for job in expected:
         group = job.split("-")[0]
         counts[group] = counts.get(group, 0) + 1
-        assert served[job].keys() == want.keys(), job
-        atol = 1e-6 if group == "keras" else ATOL["float32"]
-        for name, value in want.items():
-            assert served[job][name].shape == value.shape, (job, name)
-            error = float(np.abs(served[job][name] - value).max())
-            if not error <= atol:
-                bad[job, name] = error
     assert counts == {
         "grid": len(PAIRWISE) * len(SHAPES) * 2,
         "packed": PACKED * 2,

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 import torch
 from oracle import ATOL
-from test_export_saved_model import serve_elsewhere
+from test_export_saved_model import ONEDNN, serve_elsewhere
 
 import tflstm
 from converters import random_lengths
@@ -108,13 +108,12 @@ def saved_models(build_once):
     return build_once("gru-saved-models", build)
 
 
-@pytest.mark.numerics
 def test_saved_models_served_elsewhere_match_torch(saved_models, tmp_path):
     """Both signatures (`serving_default`: input -> output, h_n;
     `with_state`: input, h_0 -> output, h_n), with and without
     `sequence_lengths` (NaN padding), at two shapes from one file; a
     GRUCell's (input[, h_0] -> h_1); all served in one process that cannot
-    import tflstm."""
+    import tflstm, with TensorFlow's oneDNN off and on (`serve_elsewhere`)."""
     rng = np.random.default_rng(0)
     jobs, expected = {}, {}
     for name, (seed, cfg) in SAVED.items():
@@ -158,16 +157,18 @@ def test_saved_models_served_elsewhere_match_torch(saved_models, tmp_path):
     )
     expected["cell-serving_default"] = {"h_1": h_1_zeros}
 
-    served = serve_elsewhere(jobs, tmp_path)
-    assert served.keys() == expected.keys()
+    served_by = serve_elsewhere(jobs, tmp_path)
+    assert list(served_by) == list(ONEDNN)
     bad = {}
-    for job, want in expected.items():
-        assert served[job].keys() == want.keys(), (job, sorted(served[job]))
-        for key, value in want.items():
-            assert served[job][key].shape == value.shape, (job, key)
-            error = max_error(served[job][key], value)
-            if not error <= ATOL["float32"]:
-                bad[job, key] = error
+    for setting, served in served_by.items():
+        assert served.keys() == expected.keys()
+        for job, want in expected.items():
+            assert served[job].keys() == want.keys(), (job, sorted(served[job]))
+            for key, value in want.items():
+                assert served[job][key].shape == value.shape, (job, key)
+                error = max_error(served[job][key], value)
+                if not error <= ATOL["float32"]:
+                    bad[setting, job, key] = error
     assert len(expected) == len(SAVED) * 3 * 2 + 2
     assert not bad, bad
 

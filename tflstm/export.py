@@ -86,11 +86,15 @@ class ServingModule(tf.Module):
         specs = serving_specs(layer)
         states = [specs[f"{s}_0"] for s in self.states]
         lengths = [specs["sequence_lengths"]] if sequence_lengths else []
+        # autograph=False: the layer's code is plain TensorFlow (its loops are
+        # tf.while_loop already); converting it only slows every trace.
         self.serve = tf.function(
-            self._serve, input_signature=[specs["input"], *lengths]
+            self._serve, input_signature=[specs["input"], *lengths], autograph=False
         )
         self.serve_with_state = tf.function(
-            self._serve_with_state, input_signature=[specs["input"], *states, *lengths]
+            self._serve_with_state,
+            input_signature=[specs["input"], *states, *lengths],
+            autograph=False,
         )
         self.sequence_lengths = sequence_lengths
 
