@@ -214,6 +214,18 @@ def test_every_graph_matches_torch_in_litert(exports):
     assert not bad, bad
 
 
+@pytest.mark.parametrize("module_class", [torch.nn.LSTM, torch.nn.GRU])
+def test_unrolled_graph_is_one_xnnpack_partition(module_class):
+    """Every op of a one-direction unrolled graph is XNNPACK's: `h_0[0]` read
+    as a shrinking STRIDED_SLICE (which XNNPACK does not take) had split it
+    in two, the input projection's 100 per-step slices crossing between."""
+    torch.manual_seed(0)
+    layer = converters.from_torch(module_class(H_IN, H))
+    flatbuffer = export_tflite(layer, batch_size=BATCH, fixed_length=STEPS)
+    assert "FULLY_CONNECTED" in tflite_ops(flatbuffer)
+    assert internals.delegated_partitions(flatbuffer) == 1
+
+
 def test_tflite_with_sequence_lengths(exports):
     """Packed sequences, unsorted lengths holding 1 and L, padding never read,
     with and without initial states, builtin ops only."""

@@ -162,6 +162,16 @@ def dims(t: tf.Tensor) -> list:
     return [d if d is not None else dynamic[i] for i, d in enumerate(t.shape)]
 
 
+def take(t: tf.Tensor, d: int) -> tf.Tensor:
+    """`t[d]` of a (D, ...) tensor, as a slice and a reshape: `t[d]` becomes a
+    shrinking STRIDED_SLICE in TFLite, which LiteRT's XNNPACK delegate does not
+    take; one such op before the recurrence split the unrolled graph into two
+    delegated partitions (README, "Measurements behind the code")."""
+    rank = len(t.shape)
+    part = tf.slice(t, [d] + [0] * (rank - 1), [1] + [-1] * (rank - 1))
+    return tf.reshape(part, dims(t)[1:])
+
+
 def directions(
     recurrence: Callable,
     x: tf.Tensor,
@@ -179,7 +189,7 @@ def directions(
     for d in range(weights.num_directions):
         x_d = reverse_time(x, lengths) if d else x
         y, final = recurrence(
-            x_d, tuple(s[d] for s in state), weights.direction(d), valid
+            x_d, tuple(take(s, d) for s in state), weights.direction(d), valid
         )
         outputs.append(reverse_time(y, lengths) if d else y)
         finals.append(final)

@@ -209,6 +209,22 @@ def op_names(flatbuffer: bytes, subgraph: int | None = 0) -> list[str]:
     return ops
 
 
+def delegated_partitions(flatbuffer: bytes, threads: int = 1) -> int:
+    """How many parts of the model's graph LiteRT's default delegate (XNNPACK)
+    takes, each run as one node (`Interpreter._get_ops_details` lists them as
+    "DELEGATE"). Every op it does not take between two of its ops splits the
+    graph: a tensor crossing the boundary is materialised and the ops on
+    either side run apart."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    with filtered_stderr(TFLITE_NOISE):
+        interpreter = Interpreter(model_content=flatbuffer, num_threads=threads)
+        interpreter.allocate_tensors()
+    return [node["op_name"] for node in interpreter._get_ops_details()].count(
+        "DELEGATE"
+    )
+
+
 def _code(model, op) -> int:
     code = model.operatorCodes[op.opcodeIndex]
     return max(code.builtinCode, code.deprecatedBuiltinCode)

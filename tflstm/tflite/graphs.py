@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from _tflstm.params import param_name as state_name  # h_0_l1_reverse, ...
-from tflstm._ops import Weights, reverse_time, valid_steps
+from tflstm._ops import Weights, reverse_time, take, valid_steps
 from tflstm._quiet import TFLITE_NOISE, filtered_stderr, without_info_logs
 from tflstm._recurrent import RecurrentLayer
 from tflstm.lstm import LSTM
@@ -138,7 +138,7 @@ def kernel_graph(
             )
             for state, value in zip(states, final, strict=True):
                 for d in range(d_count):
-                    outputs[state_name(f"{state}_n", k, d)] = value[d]
+                    outputs[state_name(f"{state}_n", k, d)] = take(value, d)
         outputs["output"] = time_major(layer, x)
         return outputs
 
