@@ -201,8 +201,8 @@ def project(x: tf.Tensor, weights: Weights) -> tf.Tensor:
     """`x @ weight_ih^T + bias` for every row of x (..., H_in) -> (..., G*H)."""
     *lead, input_size = dims(x)
     z = tf.matmul(tf.reshape(x, [-1, input_size]), weights.weight_ih, transpose_b=True)
-    if weights.bias is not None:
-        z += weights.bias
+    if weights.bias is not None:  # fused with the MatMul (Recurrent.preactivation)
+        z = tf.nn.bias_add(z, weights.bias)
     return tf.reshape(z, [*lead, -1])
 
 

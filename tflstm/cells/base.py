@@ -48,7 +48,9 @@ class Recurrent(NamedTuple):
     def preactivation(self, h: tf.Tensor) -> tf.Tensor:
         """`h @ weight_hh^T (+ bias)`, (N, G*H)."""
         a = tf.matmul(h, self.weight_hh_t)
-        return a if self.bias is None else a + self.bias
+        # BiasAdd, not +: TensorFlow's graph optimiser fuses MatMul + BiasAdd
+        # into one op (the same numbers; fewer ops per step).
+        return a if self.bias is None else tf.nn.bias_add(a, self.bias)
 
 
 class StepGrad(NamedTuple):
