@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import torch  # noqa: E402
+from greedy_decode import greedy  # noqa: E402
 from quantize_real import CACHE, PACKAGES, _version, wheel  # noqa: E402
 
 import tflstm  # noqa: E402
@@ -52,7 +53,6 @@ from converters import from_torch  # noqa: E402
 from tflstm.tflite import export_tflite, run_tflite  # noqa: E402
 
 PACKAGES["g2p_en"] = "g2p_en==2.1.0"  # quantize_real's download helper
-START, STOP, MAX_STEPS = 2, 3, 20  # g2p_en's <s>, </s> and step limit
 TENSORS = ("output", "h_n", "decoder")  # decoder: h at every decoding step
 WORDS = [
     "activationist", "tflstm", "kubernetes", "tensorflow", "pytorch", "keras",
@@ -110,30 +110,8 @@ def reference(folder: Path):
     return G2p()
 
 
-def greedy(encode, step, v: dict, word: str, g2idx: dict) -> dict:
-    """g2p_en's `predict` with the recurrent parts given: `encode(x)` ->
-    (output (1, L, H), h_n (1, 1, H)), `step(x, h)` -> h; numpy arrays in,
-    any array out. The embeddings and the linear layer in numpy, in `v`'s
-    dtype."""
-    ids = [g2idx.get(c, 1) for c in word] + [2]  # 1: <unk>, 2: </s>
-    output, h_n = (np.asarray(a) for a in encode(v["enc_emb"][ids][None]))
-    h, token, tokens, states, margins = h_n[-1], START, [], [], []
-    for _ in range(MAX_STEPS):
-        h = np.asarray(step(v["dec_emb"][[token]], h))
-        logits = (h @ v["fc_w"].T + v["fc_b"])[0]
-        second, first = np.sort(logits)[-2:]
-        margins.append(float(first - second))
-        states.append(h[0])
-        token = int(logits.argmax())
-        if token == STOP:
-            break
-        tokens.append(token)
-    return {"tokens": tokens, "output": output[0], "h_n": h_n[-1, 0],
-            "decoder": np.stack(states), "margin": min(margins)}  # fmt: skip
-
-
 def implementations(g2p, state: dict) -> dict:
-    """(encode, step) of every run, by name (see `greedy`)."""
+    """(encode, step) of every run, by name (see `greedy_decode.greedy`)."""
     enc = [g2p.enc_w_ih, g2p.enc_w_hh, g2p.enc_b_ih, g2p.enc_b_hh]
     dec = [g2p.dec_w_ih, g2p.dec_w_hh, g2p.dec_b_ih, g2p.dec_b_hh]
     h0 = np.zeros((1, 256), "float32")
@@ -179,16 +157,21 @@ def compare(got: dict, word: str, idx2p: dict, predicted: list) -> dict:
         if name == "torch float64" or not same[name]:
             continue
         for key in TENSORS:
-            error = float(np.abs(r[key] - ref[key]).max())
+            error = float(np.abs(r["hidden"][key] - ref["hidden"][key]).max())
             bound = ATOL["float64"]
             if "float64" not in name:
-                torch_error = float(np.abs(own[key] - ref[key]).max())
-                bound = float32_error_bound(torch_error, ref[key], "inference")
-            g2p = float(np.abs(r[key] - got["g2p_en (numpy)"][key]).max())
+                torch_error = float(
+                    np.abs(own["hidden"][key] - ref["hidden"][key]).max()
+                )
+                bound = float32_error_bound(
+                    torch_error, ref["hidden"][key], "inference"
+                )
+            numpy_ref = got["g2p_en (numpy)"]["hidden"][key]
+            g2p = float(np.abs(r["hidden"][key] - numpy_ref).max())
             errors[f"{name}: {key}"] = (error, bound, g2p)
     return {"word": word, "phonemes": " ".join(predicted),
             "differ": [n for n, ok in same.items() if not ok],
-            "min_top2_logit_gap": ref["margin"], "errors": errors}  # fmt: skip
+            "min_top2_logit_gap": ref["gap"], "errors": errors}  # fmt: skip
 
 
 def summary(words: list[dict]) -> dict:
@@ -271,11 +254,18 @@ def main(argv=None) -> int:
         v32 = {k: data[k] for k in data.files}
     v64 = {k: w.astype("float64") for k, w in v32.items()}
     g2p = reference(folder)
+
+    def ids(word: str) -> list[int]:
+        return [g2p.g2idx.get(c, 1) for c in word] + [2]  # 1: <unk>, 2: </s>
+
+    def tables(v: dict) -> tuple:
+        return v["enc_emb"], v["dec_emb"], v["fc_w"], v["fc_b"]
+
     run = implementations(g2p, torch_names(v32))
     words = []
     for word in WORDS:
         got = {
-            name: greedy(*fns, v64 if "float64" in name else v32, word, g2p.g2idx)
+            name: greedy(*fns, tables(v64 if "float64" in name else v32), ids(word))
             for name, fns in run.items()
         }
         words.append(compare(got, word, g2p.idx2p, g2p.predict(word)))

@@ -16,6 +16,8 @@ recurrent layers differ.
 """
 
 import copy
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,8 +26,10 @@ from oracle import ATOL, assert_matches, float32_error_bound, max_errors
 
 import converters
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from greedy_decode import MAX_STEPS, greedy  # one copy, numpy only
+
 H, GRAPHEMES, PHONEMES = 256, 29, 74
-START, STOP, MAX_STEPS = 2, 3, 20  # g2p_en's <s>, </s> and step limit
 # |w| per tensor in g2p_en 2.1.0's checkpoint20.npz: (max, median).
 MAGNITUDES = {
     "enc_emb.weight": (4.458, 0.6313),
@@ -71,30 +75,16 @@ def g2p_shaped_model(seed=0) -> torch.nn.Module:
     return model
 
 
-def greedy(encode, step, weights: dict, ids: list) -> dict:
-    """g2p_en's `predict`: `encode(x)` -> (output (1, L, H), h_n (1, 1, H)),
-    then `step(x, h)` -> h from <s> until </s> or `MAX_STEPS`, each step fed
-    the previous argmax's embedding; numpy arrays in, any array out."""
-    output, h_n = (np.asarray(a) for a in encode(weights["enc_emb.weight"][ids][None]))
-    h, token, tokens, states, gaps = h_n[-1], START, [], [], []
-    for _ in range(MAX_STEPS):
-        h = np.asarray(step(weights["dec_emb.weight"][[token]], h))
-        logits = (h @ weights["fc.weight"].T + weights["fc.bias"])[0]
-        second, first = np.sort(logits)[-2:]
-        states.append(h[0])
-        gaps.append(first - second)
-        token = int(logits.argmax())
-        if token == STOP:
-            break
-        tokens.append(token)
-    hidden = {"output": output[0], "h_n": h_n[-1, 0], "decoder": np.stack(states)}
-    return {"tokens": tokens, "hidden": hidden, "gap": min(gaps)}
+def tables(state: dict) -> tuple:
+    """The embeddings and the linear layer that `greedy` computes in numpy."""
+    names = ("enc_emb.weight", "dec_emb.weight", "fc.weight", "fc.bias")
+    return tuple(state[name] for name in names)
 
 
 def torch_run(model, dtype: str) -> list[dict]:
     """Every word decoded by the torch modules in `dtype`."""
     model = copy.deepcopy(model).to(getattr(torch, dtype))
-    weights = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    weights = tables({k: v.detach().numpy() for k, v in model.state_dict().items()})
     with torch.no_grad():
         return [
             greedy(
@@ -112,9 +102,9 @@ def tflstm_run(model, dtype: str) -> list[dict]:
     encoder = converters.from_torch(model, prefix="encoder", dtype=dtype)
     decoder = converters.from_torch(model, prefix="decoder", dtype=dtype)
     assert encoder.get_config()["batch_first"]  # the module's, not the default
-    weights = {
-        k: v.detach().numpy().astype(dtype) for k, v in model.state_dict().items()
-    }
+    weights = tables(
+        {k: v.detach().numpy().astype(dtype) for k, v in model.state_dict().items()}
+    )
     return [greedy(encoder, decoder, weights, ids) for ids in WORDS]
 
 

@@ -49,7 +49,9 @@ class Recurrent(NamedTuple):
         """`h @ weight_hh^T (+ bias)`, (N, G*H)."""
         a = tf.matmul(h, self.weight_hh_t)
         # BiasAdd, not +: TensorFlow's graph optimiser fuses MatMul + BiasAdd
-        # into one op (the same numbers; fewer ops per step).
+        # into one op (fewer ops per step). The fused op may round
+        # differently in the last bit (within the float32 rule; a GRU's loop
+        # kernel gave bit-identical outputs).
         return a if self.bias is None else tf.nn.bias_add(a, self.bias)
 
 
