@@ -21,9 +21,10 @@ notebook: $(STAMP)  ## re-run the walkthrough notebook, writing its outputs in p
 	p = 'notebooks/port_pytorch_lstm.ipynb'; nb = nbformat.read(p, 4); \
 	NotebookClient(nb, timeout=300, kernel_name='python3').execute(); nbformat.write(nb, p)"
 
-bench: $(STAMP)  ## speed and memory vs torch and Keras (~25 min): benchmarks/results.*, results_gru.*
+bench: $(STAMP)  ## speed and memory vs torch and Keras (~45 min): benchmarks/results.*, results_gru.*, results_rnn.*
 	$(PY) benchmarks/bench.py
 	$(PY) benchmarks/bench.py --cell gru
+	$(PY) benchmarks/bench.py --cell rnn
 	$(PY) benchmarks/tflite_scaling.py benchmarks/tflite_scaling.json
 
 bench-floors: $(STAMP)  ## the fastest TensorFlow gets at all, vs the speed targets: benchmarks/floors.*
@@ -35,6 +36,8 @@ bench-tflite: $(STAMP)  ## .tflite latency vs torch and litert-torch; growth wit
 	$(PY) benchmarks/tflite_latency.py --out benchmarks/tflite_latency.json \
 		$(if $(LITERT_TORCH_PYTHON),--litert-torch-python $(LITERT_TORCH_PYTHON))
 	$(PY) benchmarks/tflite_latency.py --cell gru --out benchmarks/tflite_latency_gru.json \
+		$(if $(LITERT_TORCH_PYTHON),--litert-torch-python $(LITERT_TORCH_PYTHON))
+	$(PY) benchmarks/tflite_latency.py --cell rnn --out benchmarks/tflite_latency_rnn.json \
 		$(if $(LITERT_TORCH_PYTHON),--litert-torch-python $(LITERT_TORCH_PYTHON))
 	$(PY) benchmarks/tflite_scaling.py benchmarks/tflite_scaling.json
 

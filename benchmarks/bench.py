@@ -1,10 +1,11 @@
 """Speed and memory of tflstm against torch and Keras: `nn.LSTM` and
 `keras.layers.LSTM`, or with `--cell gru`, `nn.GRU` and
-`keras.layers.GRU(reset_after=True)` (PyTorch's GRU).
+`keras.layers.GRU(reset_after=True)` (PyTorch's GRU), or with `--cell rnn`,
+`nn.RNN` (tanh) and `keras.layers.SimpleRNN`.
 
-    make bench                                  # both cells, ~30 minutes
+    make bench                                  # every cell, ~45 minutes
     python benchmarks/bench.py [--out DIR]      # the LSTM's rows
-    python benchmarks/bench.py --cell gru       # the GRU's rows
+    python benchmarks/bench.py --cell gru       # the GRU's rows (rnn: the RNN's)
     python benchmarks/bench.py --config small   # one configuration, here
 
 The whole run happens twice, with TensorFlow's oneDNN optimisations on and
@@ -32,7 +33,7 @@ It reports ratios tflstm/keras and tflstm/torch, achieved GFLOP/s against a
 measured matmul peak, and the peak memory (RSS growth) of one forward pass at
 L = 2,000 for Keras and tflstm, each in a fresh process. Results go to
 `results.json`, `results.md` (the table in the README) and `results.png`
-(`results_gru.*` for the GRU),
+(`results_gru.*` for the GRU, `results_rnn.*` for the RNN),
 with the oneDNN state and the CPU's vector extensions of each run. Timings,
 not tests: the machines are shared and noisy (10-20% between runs).
 """
@@ -69,10 +70,11 @@ REPEATS, WARMUP = 7, 2
 ROUNDS = 3
 THREADS = 2
 CHECK_ATOL = 1e-4  # float32 over up to 200 steps: torch's own error is ~1e-6
-GATES = {"lstm": 4, "gru": 3}
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 CELL_NAMES = {
     "lstm": "nn.LSTM, keras.layers.LSTM, tflstm.LSTM",
     "gru": "nn.GRU, keras.layers.GRU(reset_after=True), tflstm.GRU",
+    "rnn": "nn.RNN (tanh), keras.layers.SimpleRNN, tflstm.RNN",
 }
 
 
@@ -127,7 +129,7 @@ def _setup(config, cell: str = "lstm"):
     steps, batch, inputs, hidden, layers, bidirectional, proj = config
     torch.manual_seed(0)
     extra = {"proj_size": proj} if proj else {}
-    module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](
+    module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell](
         inputs, hidden, layers, bidirectional=bidirectional, **extra
     )
     base = converters.from_torch(module)

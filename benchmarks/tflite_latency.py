@@ -36,6 +36,12 @@ no GRU op, so there is no `fused` and no `int8`: `default` is the unrolled
 graph for the fixed length, `loop` the graph for a dynamic length, `dynamic`
 the default with quantize="dynamic". No Keras row.
 
+With `--cell rnn`, the same two rows for nn.RNN(H_in=40) (tanh; files
+`rnn_<row>_litert_torch.tflite`): `default` is the unrolled graph (what
+`graph="auto"` writes for a fixed length, batch 1 included), `fused` TFLite's
+UNIDIRECTIONAL_SEQUENCE_RNN (what it writes for a dynamic length), `loop`,
+and `dynamic` (the fused op, hybrid). No `int8`, no Keras row.
+
 Every model is checked against torch first (float: 1e-5). Each round times
 every model once per repeat, in rotating order, so that load from other
 processes hits all alike; a round reports medians, and the JSON keeps every
@@ -182,7 +188,8 @@ def _row(name: str, args) -> dict:
     steps, batch, input_size, hidden = ROWS[name]
     torch.manual_seed(0)
     lstm = args.cell == "lstm"
-    module = (torch.nn.LSTM if lstm else torch.nn.GRU)(input_size, hidden).eval()
+    module_class = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}
+    module = module_class[args.cell](input_size, hidden).eval()
     layer = converters.from_torch(module)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((steps, batch, input_size)).astype("float32")
@@ -200,9 +207,13 @@ def _row(name: str, args) -> dict:
         "dynamic": dict(fixed_length=steps, quantize="dynamic"),
         "int8": dict(graph="fused", quantize="int8", representative_data=data),
     }
-    if not lstm:  # no fused op: the loop for a dynamic length instead
+    if args.cell == "gru":  # no fused op: the loop for a dynamic length instead
         del exports["fused"], exports["int8"], exports["unrolled"]
         exports["loop"] = dict(graph="loop")
+    if args.cell == "rnn":  # the fused RNN op; its unrolled graph is the default
+        del exports["int8"], exports["unrolled"]
+        exports["loop"] = dict(graph="loop")
+        exports["dynamic"] = dict(graph="fused", quantize="dynamic")
     models, info = {}, {}
     for key, options in exports.items():
         start = time.perf_counter()
@@ -228,7 +239,10 @@ def _row(name: str, args) -> dict:
         if key not in quantized and not error <= FLOAT_ATOL:
             raise SystemExit(f"{name}/{key}: max abs error {error:.2e} vs torch")
     info["default"]["graph"] = choose_graph(
-        batch_size=batch, fixed_length=steps, quantize=None, fused=lstm
+        batch_size=batch,
+        fixed_length=steps,
+        quantize=None,
+        fused=layer.cell.tflite_fused_op,
     )
 
     def torch_forward():
@@ -353,7 +367,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--litert-torch-python")
     parser.add_argument("--litert-torch-models")
-    parser.add_argument("--cell", choices=["lstm", "gru"], default="lstm")
+    parser.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=15)

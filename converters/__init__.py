@@ -1,4 +1,4 @@
-"""converters: move recurrent weights (LSTM, GRU) between PyTorch, tflstm and
+"""converters: move recurrent weights (LSTM, GRU, RNN) between PyTorch, tflstm and
 stock Keras.
 
 >>> import torch, converters

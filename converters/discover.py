@@ -1,11 +1,13 @@
-"""Finding the recurrent modules (`nn.LSTM`, `nn.GRU`, their cells) in a
-state_dict and inferring their configuration.
+"""Finding the recurrent modules (`nn.LSTM`, `nn.GRU`, `nn.RNN`, their cells)
+in a state_dict and inferring their configuration.
 
 Pure functions of keys and shapes: nothing here imports torch, TensorFlow or
 Keras, so that `tflstm-convert list` starts in a fraction of a second. The
 cell comes from the shapes (`_tflstm.cells.by_gates`: `weight_hh` has 4
-times as many rows as columns for an LSTM, 3 for a GRU; a `weight_hr` makes
-it a projected LSTM), its names from `_tflstm.params`.
+times as many rows as columns for an LSTM, 3 for a GRU, 1 for an RNN; a
+`weight_hr` makes it a projected LSTM), its names from `_tflstm.params`.
+An RNN's nonlinearity is not in a state_dict (`converters.from_torch` takes
+it, defaulting to tanh).
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ _KEY = re.compile(
 @dataclasses.dataclass(frozen=True)
 class RecurrentSpec:
     """One recurrent module found in a state_dict: its torch class in `kind`
-    (`"LSTM"`, `"LSTMCell"`, `"GRU"`, `"GRUCell"`, the same names in
-    `tflstm`).
+    (`"LSTM"`, `"LSTMCell"`, `"GRU"`, `"GRUCell"`, `"RNN"`, `"RNNCell"`,
+    the same names in `tflstm`).
 
     `prefix` is the module's name in the model, as `nn.Module.get_submodule`
     and `from_torch(..., prefix=)` take it: `"encoder.rnn"` for the keys
@@ -55,7 +57,7 @@ class RecurrentSpec:
 
     @property
     def is_cell(self) -> bool:
-        """A one-step module (`nn.LSTMCell`, `nn.GRUCell`)."""
+        """A one-step module (`nn.LSTMCell`, `nn.GRUCell`, `nn.RNNCell`)."""
         return self.kind == self.cell.cell
 
     def layer_kwargs(self) -> dict[str, Any]:
@@ -144,8 +146,10 @@ def _cell_of(params: Mapping[str, Any], suffix: str, where: str) -> CellSpec:
         if spec is not None:
             return spec
     got = "no such key" if shape is None else f"shape {shape}"
-    gates = " or ".join(
+    gates = ", ".join(
         f"({c.gates}*hidden_size, hidden_size) for an nn.{c.layer}"
+        if c.gates > 1
+        else f"(hidden_size, hidden_size) for an nn.{c.layer}"
         for c in CELLS.values()
     )
     raise ValueError(
@@ -155,8 +159,8 @@ def _cell_of(params: Mapping[str, Any], suffix: str, where: str) -> CellSpec:
 
 
 def infer_spec(params: Mapping[str, Any], prefix: str = "") -> RecurrentSpec:
-    """Infers the module (`nn.LSTM`, `nn.GRU`, their cells) and configuration
-    of one recurrent module from its parameters.
+    """Infers the module (`nn.LSTM`, `nn.GRU`, `nn.RNN`, their cells) and
+    configuration of one recurrent module from its parameters.
 
     Args:
         params: `{name: array}` with the prefix already removed, e.g.
@@ -226,8 +230,8 @@ def infer_spec(params: Mapping[str, Any], prefix: str = "") -> RecurrentSpec:
 def find_recurrent(
     source: Mapping[str, Any] | str | os.PathLike, *, trust_pickle: bool = False
 ) -> list[RecurrentSpec]:
-    """Every recurrent module (`nn.LSTM`, `nn.GRU`, `nn.LSTMCell`,
-    `nn.GRUCell`) in a (whole-model) state_dict.
+    """Every recurrent module (`nn.LSTM`, `nn.GRU`, `nn.RNN` and their
+    cells) in a (whole-model) state_dict.
 
     >>> import numpy as np
     >>> sd = {"embed.weight": np.zeros((10, 3)),
@@ -270,11 +274,11 @@ def select(state_dict: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     if prefix not in groups:
         found = [show_prefix(p) for p in sorted(groups)]
         held = (
-            "The checkpoint holds recurrent parameters (nn.LSTM, nn.GRU or their "
-            f"cells) at the prefixes: {', '.join(found)}"
+            "The checkpoint holds recurrent parameters (nn.LSTM, nn.GRU, nn.RNN or "
+            f"their cells) at the prefixes: {', '.join(found)}"
             if found
-            else "The checkpoint holds no nn.LSTM, nn.GRU, nn.LSTMCell or "
-            "nn.GRUCell parameters"
+            else "The checkpoint holds no parameters of an nn.LSTM, nn.GRU, nn.RNN "
+            "or their cells"
         )
         raise ValueError(
             f"No recurrent parameters at prefix {show_prefix(prefix)}. {held}"

@@ -1,5 +1,5 @@
-"""tflstm <-> stock Keras: `keras.layers.LSTM`, `keras.layers.GRU` and
-`keras.layers.Bidirectional`.
+"""tflstm <-> stock Keras: `keras.layers.LSTM`, `keras.layers.GRU`,
+`keras.layers.SimpleRNN` and `keras.layers.Bidirectional`.
 
 Keras stores its kernels transposed, `(H_in, G*H)`, and orders the gates its
 own way. The map, as data (`KERAS`, per cell):
@@ -23,6 +23,8 @@ own way. The map, as data (`KERAS`, per cell):
 
   A Keras GRU with `reset_after=False` computes another function (the reset
   gate before the matmul) and is refused.
+- RNN: `keras.layers.SimpleRNN` with `activation` the RNN's nonlinearity
+  (tanh or relu) and one bias, `bias_ih + bias_hh`, as for the LSTM.
 
 Keras is batch-major.
 """
@@ -35,6 +37,7 @@ from typing import Any, NamedTuple
 import keras
 import numpy as np
 
+from _tflstm.cells import CELLS
 from _tflstm.params import param_name
 from converters.torch_io import layer_class, load_weights, to_torch
 from tflstm._recurrent import RecurrentLayer
@@ -46,11 +49,16 @@ class KerasCell(NamedTuple):
     layer: type[keras.layers.Layer]  # keras.layers.LSTM, keras.layers.GRU
     order: tuple[int, ...]  # Keras's gate blocks, as torch's indices
     bias_pair: bool  # Keras keeps both biases (a (2, G*H) bias)
+    # The activations that make it torch's cell (checked when reading back);
+    # "activation" absent: it is the cell's nonlinearity (an RNN's).
+    activations: dict[str, str]
 
 
+_GATED = {"activation": "tanh", "recurrent_activation": "sigmoid"}
 KERAS = {
-    "lstm": KerasCell(keras.layers.LSTM, (0, 1, 2, 3), False),
-    "gru": KerasCell(keras.layers.GRU, (1, 0, 2), True),
+    "lstm": KerasCell(keras.layers.LSTM, (0, 1, 2, 3), False, _GATED),
+    "gru": KerasCell(keras.layers.GRU, (1, 0, 2), True, _GATED),
+    "rnn": KerasCell(keras.layers.SimpleRNN, (0,), False, {}),
 }
 KERAS_LAYERS: tuple[type[keras.layers.Layer], ...] = tuple(
     k.layer for k in KERAS.values()
@@ -88,8 +96,8 @@ def keras_cell_weights(
 
 
 def torch_cell_weights(kind: str, weights: list, layer: int, direction: int) -> dict:
-    """The inverse of `keras_cell_weights`: an LSTM's summed bias goes to
-    `bias_ih` (and zeros to `bias_hh`); a GRU's two are kept."""
+    """The inverse of `keras_cell_weights`: an LSTM's (an RNN's) summed bias
+    goes to `bias_ih` (and zeros to `bias_hh`); a GRU's two are kept."""
     spec = KERAS[kind]
     names = {
         name: param_name(name, layer, direction)
@@ -111,9 +119,10 @@ def torch_cell_weights(kind: str, weights: list, layer: int, direction: int) -> 
 
 def to_keras(layer: Any) -> keras.Sequential:
     """A batch-major `keras.Sequential` of `keras.layers.LSTM` (for a
-    `tflstm.LSTM`) or `keras.layers.GRU(reset_after=True)` (for a
-    `tflstm.GRU`), wrapped in `Bidirectional` when bidirectional, computing
-    the layer's `output`.
+    `tflstm.LSTM`), `keras.layers.GRU(reset_after=True)` (for a
+    `tflstm.GRU`) or `keras.layers.SimpleRNN(activation=nonlinearity)` (for
+    a `tflstm.RNN`), wrapped in `Bidirectional` when bidirectional,
+    computing the layer's `output`.
 
     Inter-layer dropout becomes `keras.layers.Dropout` between the layers (the
     same semantics as torch). The stack takes `(N, L, H_in)` and returns
@@ -124,7 +133,7 @@ def to_keras(layer: Any) -> keras.Sequential:
     """
     if not isinstance(layer, RecurrentLayer) or layer.cell.spec.kind not in KERAS:
         raise TypeError(
-            "Expected a tflstm.LSTM or tflstm.GRU. Received: an object of type "
+            "Expected a tflstm.LSTM, GRU or RNN. Received: an object of type "
             f"{type(layer).__name__}"
         )
     if layer.proj_size:
@@ -137,7 +146,9 @@ def to_keras(layer: Any) -> keras.Sequential:
     params = to_torch(layer)
     policy = layer.dtype_policy
     stack: list[keras.layers.Layer] = [keras.Input((None, layer.input_size))]
-    options = {"reset_after": True} if kind == "gru" else {}
+    options: dict[str, Any] = {"reset_after": True} if kind == "gru" else {}
+    if layer.cell.spec.nonlinearities:
+        options["activation"] = layer.nonlinearity
     for k in range(layer.num_layers):
         if k and layer.dropout:
             stack.append(keras.layers.Dropout(layer.dropout, name=f"dropout_l{k}"))
@@ -170,25 +181,41 @@ def to_keras(layer: Any) -> keras.Sequential:
     return model
 
 
-def _kind_of(recurrent: Any, where: str) -> str:
-    """The cell of a stock Keras layer, checked to compute torch's function."""
+def _activation(recurrent: Any, attr: str) -> Any:
+    got = keras.activations.serialize(getattr(recurrent, attr))
+    return got if isinstance(got, str) else got.get("config", got)
+
+
+def _kind_of(recurrent: Any, where: str) -> tuple[str, str]:
+    """The cell of a stock Keras layer, checked to compute torch's function,
+    and its nonlinearity ("" for a cell without that option)."""
     kinds = [k for k, spec in KERAS.items() if isinstance(recurrent, spec.layer)]
     if not kinds:
         raise ValueError(
-            "Expected keras.layers.LSTM or keras.layers.GRU "
+            "Expected keras.layers.LSTM, GRU or SimpleRNN "
             f"{where}. Received: {type(recurrent).__name__}"
         )
     kind = kinds[0]
     name = f"keras.layers.{KERAS[kind].layer.__name__}"
-    expected = {"activation": "tanh", "recurrent_activation": "sigmoid"}
+    torch_name = CELLS[kind].layer
+    choices = CELLS[kind].nonlinearities
+    expected = dict(KERAS[kind].activations)
     for attr, want in expected.items():
-        got = keras.activations.serialize(getattr(recurrent, attr))
-        got = got if isinstance(got, str) else got.get("config", got)
+        got = _activation(recurrent, attr)
         if got != want:
             raise ValueError(
                 f"Expected {name} {where} with {attr}={want!r}, as "
-                f"torch.nn.{KERAS[kind].layer.__name__} computes. Received: "
-                f"{attr}={got!r}"
+                f"torch.nn.{torch_name} computes. Received: {attr}={got!r}"
+            )
+    nonlinearity = ""
+    if choices:
+        nonlinearity = _activation(recurrent, "activation")
+        if nonlinearity not in choices:
+            options = " or ".join(repr(c) for c in choices)
+            raise ValueError(
+                f"Expected {name} {where} with activation={options}, the "
+                f"nonlinearities of torch.nn.{CELLS[kind].layer}. Received: "
+                f"activation={nonlinearity!r}"
             )
     if kind == "gru" and not recurrent.reset_after:
         raise ValueError(
@@ -199,18 +226,19 @@ def _kind_of(recurrent: Any, where: str) -> str:
         )
     if not recurrent.built:
         raise ValueError(f"Expected a built {name} {where}. Received: unbuilt")
-    return kind
+    return kind, nonlinearity
 
 
 def from_keras(
     source: Any, *, batch_first: bool = True, dtype: str | None = None
 ) -> Any:
-    """Reads a stock Keras LSTM or GRU stack back into a `tflstm.LSTM` or
-    `tflstm.GRU`.
+    """Reads a stock Keras LSTM, GRU or SimpleRNN stack back into a
+    `tflstm.LSTM`, `tflstm.GRU` or `tflstm.RNN`.
 
     Args:
-        source: A `keras.layers.LSTM` or `keras.layers.GRU`
-            (`reset_after=True`), a `keras.layers.Bidirectional` around one,
+        source: A `keras.layers.LSTM`, `keras.layers.GRU`
+            (`reset_after=True`) or `keras.layers.SimpleRNN` (tanh or relu),
+            a `keras.layers.Bidirectional` around one,
             or a model whose layers are those, all of one kind, optionally with
             `keras.layers.Dropout` of one rate between them (`to_keras`
             writes such a `keras.Sequential`).
@@ -221,7 +249,8 @@ def from_keras(
     Returns:
         A `tflstm.LSTM` whose `bias_ih` holds Keras's single bias and
         `bias_hh` zeros (same function, as Keras only knows their sum), or a
-        `tflstm.GRU` with both of Keras's biases.
+        `tflstm.GRU` with both of Keras's biases, or a `tflstm.RNN` whose
+        `bias_ih` holds Keras's bias (as for the LSTM).
     """
     wrappers = (*KERAS_LAYERS, keras.layers.Bidirectional)
     if isinstance(source, wrappers):
@@ -232,8 +261,9 @@ def from_keras(
         ]
     else:
         raise TypeError(
-            "Expected a keras.layers.LSTM or GRU, a keras.layers.Bidirectional or "
-            "a keras.Model of them. Received: an object of type "
+            "Expected a keras.layers.LSTM, GRU or SimpleRNN, a "
+            "keras.layers.Bidirectional or a keras.Model of them. Received: an "
+            "object of type "
             f"{type(source).__name__}"
         )
     recurrent, rates = [], set()
@@ -244,12 +274,12 @@ def from_keras(
             recurrent.append(item)
         else:
             raise ValueError(
-                "Expected only keras.layers.LSTM or GRU, Bidirectional and "
+                "Expected only keras.layers.LSTM, GRU or SimpleRNN, Bidirectional and "
                 f"Dropout layers. Received: {type(item).__name__} {item.name!r}"
             )
     if not recurrent:
         raise ValueError(
-            "Expected at least one keras.layers.LSTM or GRU. Received: none"
+            "Expected at least one keras.layers.LSTM, GRU or SimpleRNN. Received: none"
         )
     if len(rates) > 1:
         raise ValueError(
@@ -260,9 +290,10 @@ def from_keras(
     if len(set(kinds)) > 1:
         raise ValueError(
             "Expected layers of one kind, as a torch module has. Received: "
-            f"{', '.join(sorted(set(kinds)))} layers"
+            f"{', '.join(sorted({f'{k} ({n})' if n else k for k, n in kinds}))} "
+            "layers"
         )
-    kind = kinds[0]
+    kind, nonlinearity = kinds[0]
     first = directions[0][0]
     hidden, bias = first.units, first.use_bias
     params = {}
@@ -277,9 +308,11 @@ def from_keras(
             )
         for d, r in enumerate(pair):
             params.update(torch_cell_weights(kind, r.get_weights(), k, d))
-    layer = layer_class(KERAS[kind].layer.__name__)(
+    options = {"nonlinearity": nonlinearity} if nonlinearity else {}
+    layer = layer_class(CELLS[kind].layer)(
         int(params["weight_ih_l0"].shape[1]),
         hidden,
+        **options,
         num_layers=len(directions),
         bias=bias,
         batch_first=batch_first,
@@ -291,8 +324,9 @@ def from_keras(
     return layer
 
 
-def _directions(recurrent: list) -> tuple[list[list], list[str]]:
-    """Each layer's Keras layers by direction, and each one's cell kind."""
+def _directions(recurrent: list) -> tuple[list[list], list[tuple[str, str]]]:
+    """Each layer's Keras layers by direction, and each one's cell kind and
+    nonlinearity."""
     directions, kinds = [], []
     for k, item in enumerate(recurrent):
         where = f"at position {k} ({item.name!r})"

@@ -62,16 +62,24 @@ def keras_model(layer: Layer) -> keras.Model:
     """
     torch_kind(layer)  # a tflstm layer, or a TypeError
     states = layer.cell.spec.states
+    # The layer's variable dtype: a float64 layer takes float64 inputs (Keras's
+    # default, float32, would round them first).
+    dtype = layer.variable_dtype
     if isinstance(layer, CellLayer):
-        inputs = [keras.Input((layer.input_size,), name="input")]
-        inputs += [keras.Input((layer.hidden_size,), name=f"{s}_0") for s in states]
+        inputs = [keras.Input((layer.input_size,), name="input", dtype=dtype)]
+        inputs += [
+            keras.Input((layer.hidden_size,), name=f"{s}_0", dtype=dtype)
+            for s in states
+        ]
         result = layer(inputs[0], layer._pack_states(tuple(inputs[1:])))
         result = result if isinstance(result, tuple) else (result,)
         step_names = [f"{s}_1" for s in states]
         return keras.Model(
-            inputs, _named(result, *step_names), name=f"{layer.name}_model"
+            inputs,
+            _named(result, *step_names, dtype=layer.dtype_policy.name),
+            name=f"{layer.name}_model",
         )
-    inputs = keras.Input((None, layer.input_size), name="input")  # (N, L, H_in)
+    inputs = keras.Input((None, layer.input_size), name="input", dtype=dtype)
     x = inputs if layer.batch_first else keras.ops.transpose(inputs, (1, 0, 2))
     result = layer(x)
     output = result[0] if layer.return_state else result
@@ -82,14 +90,19 @@ def keras_model(layer: Layer) -> keras.Model:
         final = result[1] if isinstance(result[1], tuple) else (result[1],)
         outputs += [keras.ops.transpose(s, (1, 0, 2)) for s in final]
     names = ("output", *(f"{s}_n" for s in states))[: len(outputs)]
-    return keras.Model(inputs, _named(outputs, *names), name=f"{layer.name}_model")
+    return keras.Model(
+        inputs,
+        _named(outputs, *names, dtype=layer.dtype_policy.name),
+        name=f"{layer.name}_model",
+    )
 
 
-def _named(tensors: Any, *names: str) -> list:
+def _named(tensors: Any, *names: str, dtype: Any) -> list:
     """The model's outputs under their PyTorch names (in `evaluate`'s and
-    `model.export`'s output names)."""
+    `model.export`'s output names), in the layer's dtype policy (Keras's
+    default would cast a float64 layer's outputs to float32)."""
     return [
-        keras.layers.Identity(name=name)(t)
+        keras.layers.Identity(name=name, dtype=dtype)(t)
         for t, name in zip(tensors, names, strict=True)
     ]
 

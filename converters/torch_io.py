@@ -18,13 +18,19 @@ from _tflstm.extras import require
 from _tflstm.params import cell_param_shapes, layer_param_shapes
 from converters.checkpoint import open_checkpoint
 from converters.checkpoint.base import is_module, to_numpy
-from converters.discover import check_state_dict, infer_spec, normalize_prefix, select
+from converters.discover import (
+    RecurrentSpec,
+    check_state_dict,
+    infer_spec,
+    normalize_prefix,
+    select,
+)
 from tflstm._cell_layer import CellLayer
 from tflstm._recurrent import RecurrentLayer
 
-# tflstm.LSTM, GRU, LSTMCell, GRUCell
+# tflstm.LSTM, GRU, RNN and their cells
 Layer = RecurrentLayer | CellLayer
-Source = Any  # nn.LSTM, nn.GRU, their cells, nn.Module, a state_dict or a path
+Source = Any  # nn.LSTM, nn.GRU, nn.RNN, their cells, nn.Module, a state_dict or a path
 
 
 def layer_class(kind: str) -> type[Layer]:
@@ -36,7 +42,7 @@ def torch_kind(layer: Any) -> str:
     """The torch class name of a tflstm layer (`tflstm.GRU` -> `"GRU"`)."""
     if not isinstance(layer, (RecurrentLayer, CellLayer)):
         raise TypeError(
-            "Expected a tflstm layer (tflstm.LSTM, GRU, LSTMCell or GRUCell). "
+            "Expected a tflstm layer (tflstm.LSTM, GRU, RNN or their cells). "
             f"Received: an object of type {type(layer).__name__}"
         )
     spec = layer.cell.spec
@@ -87,19 +93,20 @@ def from_torch(
     prefix: str = "",
     batch_first: bool | None = None,
     dropout: float | None = None,
+    nonlinearity: str | None = None,
     dtype: str | None = None,
     trust_pickle: bool = False,
 ) -> Layer:
-    """Builds the tflstm layer (`tflstm.LSTM`, `GRU`, `LSTMCell`, `GRUCell`)
+    """Builds the tflstm layer (`tflstm.LSTM`, `GRU`, `RNN`, their cells)
     of the torch module whose weights `source` holds.
 
     The module and its configuration (`input_size, hidden_size, num_layers,
     bias, bidirectional, proj_size`) are inferred from the parameter names and
-    shapes (`weight_hh`'s rows over columns: 4 for an LSTM, 3 for a GRU); an
-    inconsistent set is an error that lists every problem.
+    shapes (`weight_hh`'s rows over columns: 4 for an LSTM, 3 for a GRU, 1
+    for an RNN); an inconsistent set is an error that lists every problem.
 
     Args:
-        source: An `nn.LSTM`, `nn.GRU` or their cells; any `nn.Module`
+        source: An `nn.LSTM`, `nn.GRU`, `nn.RNN` or their cells; any `nn.Module`
             holding one at `prefix`; a state_dict of torch tensors or numpy
             arrays; or a checkpoint path (see `converters.load_checkpoint`),
             of which only the tensors under `prefix` are read.
@@ -111,6 +118,10 @@ def from_torch(
             `torch.save(model)` and read with `trust_pickle=True`), else
             `False` (a state_dict does not record it).
         dropout: The same, defaulting to the module's value, else `0.0`.
+        nonlinearity: An `nn.RNN`'s or `nn.RNNCell`'s (`"tanh"` or
+            `"relu"`): the module's own value where `source` holds the
+            module, else `"tanh"`, torch's default (a state_dict does not
+            record it). Refused for the other cells.
         dtype: The layer's dtype. Defaults to `"float64"` for float64 weights
             and `"float32"` otherwise: float16 and bfloat16 checkpoints are
             widened to float32, exactly.
@@ -145,6 +156,7 @@ def from_torch(
             f"`batch_first` and `dropout` do not apply to an nn.{spec.kind}. "
             f"Received: batch_first={batch_first}, dropout={dropout}"
         )
+    kwargs.update(cell_options(spec, module, nonlinearity))
 
     # Each weight is created from its tensor, read one at a time (no random
     # initialisation, no copy): a checkpoint's LSTM costs about its size in
@@ -156,6 +168,25 @@ def from_torch(
     return layer_class(spec.kind).from_weights(
         values, **kwargs, dtype=dtype or _default_dtype(params)
     )
+
+
+def cell_options(
+    spec: RecurrentSpec, module: Any, nonlinearity: str | None
+) -> dict[str, Any]:
+    """The constructor's arguments that a state_dict does not record and
+    that only some cells have (an RNN's `nonlinearity`): the caller's value,
+    else the torch module's, else torch's default."""
+    choices = spec.cell.nonlinearities
+    if not choices:
+        if nonlinearity is not None:
+            raise ValueError(
+                f"`nonlinearity` applies to an nn.RNN or nn.RNNCell, not to an "
+                f"nn.{spec.kind}. Received: nonlinearity={nonlinearity!r}"
+            )
+        return {}
+    if nonlinearity is None:
+        nonlinearity = getattr(module, "nonlinearity", choices[0])
+    return {"nonlinearity": nonlinearity}
 
 
 def load_weights(layer: Layer, state_dict: Mapping[str, Any]) -> None:
@@ -211,6 +242,7 @@ def torch_config(layer: Layer) -> dict[str, Any]:
     if isinstance(layer, RecurrentLayer):
         keys += ["num_layers", "batch_first", "dropout", "bidirectional"]
         keys += ["proj_size"] if layer.cell.spec.projection else []
+    keys += ["nonlinearity"] if layer.cell.spec.nonlinearities else []
     return {k: config[k] for k in keys}
 
 
@@ -232,11 +264,17 @@ def to_torch_module(layer: Layer):
 
 
 def torch_module_from(
-    state_dict: Mapping[str, Any], prefix: str = "", *, batch_first: bool = False
+    state_dict: Mapping[str, Any],
+    prefix: str = "",
+    *,
+    batch_first: bool = False,
+    nonlinearity: str | None = None,
 ):
-    """A float32 torch module (`torch.nn.LSTM`, `nn.GRU`, ...) built by torch
-    itself from the parameters at `prefix`: the independent reference for
-    `compare`."""
+    """A torch module (`torch.nn.LSTM`, `nn.GRU`, ...) built by torch itself
+    from the parameters at `prefix`: the independent reference for `compare`
+    (`nonlinearity`: an RNN's, as in `from_torch`). float64 for float64
+    parameters (rounding them to float32 would make the reference differ
+    from a float64 layer by float32's rounding), else float32."""
     torch = require("torch", extra="torch", purpose="torch_module_from")
 
     params = {k: to_numpy(v) for k, v in select(state_dict, prefix).items()}
@@ -244,7 +282,9 @@ def torch_module_from(
     kwargs = spec.layer_kwargs()
     if not spec.is_cell:
         kwargs["batch_first"] = batch_first
-    module = getattr(torch.nn, spec.kind)(**kwargs)
-    tensors = {k: torch.from_numpy(v.astype("float32")) for k, v in params.items()}
+    kwargs.update(cell_options(spec, None, nonlinearity))
+    dtype = _default_dtype(params)
+    module = getattr(torch.nn, spec.kind)(**kwargs, dtype=getattr(torch, dtype))
+    tensors = {k: torch.from_numpy(v.astype(dtype)) for k, v in params.items()}
     module.load_state_dict(tensors, strict=True)
     return module

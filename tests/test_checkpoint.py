@@ -112,7 +112,7 @@ def test_prefix_reads_only_that_module(model, tmp_path, fmt):
 def test_prefix_that_holds_no_lstm_names_those_that_do(model, tmp_path):
     path = tmp_path / "model.safetensors"
     safetensors.torch.save_file(model.state_dict(), path)
-    message = "No recurrent parameters at prefix 'encoder'. The checkpoint holds recurrent parameters (nn.LSTM, nn.GRU or their cells) at the prefixes: 'cell', 'decoder', 'encoder.rnn'"
+    message = "No recurrent parameters at prefix 'encoder'. The checkpoint holds recurrent parameters (nn.LSTM, nn.GRU, nn.RNN or their cells) at the prefixes: 'cell', 'decoder', 'encoder.rnn'"
     with pytest.raises(ValueError, match=re.escape(message)):
         converters.from_torch(path, prefix="encoder")
 

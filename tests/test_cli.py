@@ -183,13 +183,13 @@ def test_list_without_lstm_says_what_the_file_holds(tmp_path, capsys):
     assert cli(capsys, "list", path) == (
         2,
         "",
-        f"tflstm-convert list: error: no nn.LSTM, nn.GRU, nn.LSTMCell or nn.GRUCell parameters found in "
+        f"tflstm-convert list: error: no parameters of an nn.LSTM, nn.GRU, nn.RNN or their cells found in "
         f"'{path}': it holds 8 tensors: 0.weight (2, 2), 0.bias (2,), 1.weight (2, 2), "
         "1.bias (2,), 2.weight (2, 2), ... (3 more)\n",
     )
     torch.save({"epoch": 3}, path)
     assert cli(capsys, "list", path)[2] == (
-        "tflstm-convert list: error: no nn.LSTM, nn.GRU, nn.LSTMCell or nn.GRUCell parameters found in "
+        "tflstm-convert list: error: no parameters of an nn.LSTM, nn.GRU, nn.RNN or their cells found in "
         f"'{path}': it holds no tensors\n"
     )
 
@@ -323,7 +323,7 @@ def test_usage_errors_exit_2(checkpoint, tmp_path, capsys):
         ),
         (
             ["convert", path, tmp_path / "x.keras", "--prefix", "encoder"],
-            "tflstm-convert convert: error: No recurrent parameters at prefix 'encoder'. The checkpoint holds recurrent parameters (nn.LSTM, nn.GRU or their cells) at the prefixes: 'cell', 'rnn'",
+            "tflstm-convert convert: error: No recurrent parameters at prefix 'encoder'. The checkpoint holds recurrent parameters (nn.LSTM, nn.GRU, nn.RNN or their cells) at the prefixes: 'cell', 'rnn'",
         ),
         (
             ["list", tmp_path / "missing.pt"],

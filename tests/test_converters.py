@@ -114,7 +114,7 @@ def test_whole_model_module_with_prefix():
         )
     cell = converters.from_torch(model.state_dict(), prefix="decoder")
     assert (cell.input_size, cell.hidden_size) == (2 * H, 3)
-    message = "No recurrent parameters at prefix 'encoder'. The checkpoint holds recurrent parameters (nn.LSTM, nn.GRU or their cells) at the prefixes: 'decoder', 'encoder.rnn'"
+    message = "No recurrent parameters at prefix 'encoder'. The checkpoint holds recurrent parameters (nn.LSTM, nn.GRU, nn.RNN or their cells) at the prefixes: 'decoder', 'encoder.rnn'"
     for prefix in ("encoder", "encoder."):
         with pytest.raises(ValueError, match=re.escape(message)):
             converters.from_torch(model, prefix=prefix)
@@ -125,7 +125,7 @@ def test_whole_model_module_with_prefix():
     with pytest.raises(
         ValueError,
         match=re.escape(
-            "No recurrent parameters at prefix 'rnn'. The checkpoint holds no nn.LSTM, nn.GRU, nn.LSTMCell or nn.GRUCell parameters"
+            "No recurrent parameters at prefix 'rnn'. The checkpoint holds no parameters of an nn.LSTM, nn.GRU, nn.RNN or their cells"
         ),
     ):
         converters.from_torch({"head.weight": np.zeros((2, 3))}, prefix="rnn")
@@ -162,8 +162,9 @@ def test_inference_errors():
         )
     assert str(info.value) == (
         "Cannot tell which recurrent module the parameters at the root belong to: "
-        "expected `weight_hh` of shape (4*hidden_size, hidden_size) for an nn.LSTM or "
-        "(3*hidden_size, hidden_size) for an nn.GRU. Received: shape (13, 3)"
+        "expected `weight_hh` of shape (4*hidden_size, hidden_size) for an nn.LSTM, "
+        "(3*hidden_size, hidden_size) for an nn.GRU, (hidden_size, hidden_size) "
+        "for an nn.RNN. Received: shape (13, 3)"
     )
     with pytest.raises(ValueError, match=re.escape("Received: no such key")):
         converters.from_torch({"weight_hh_l0": np.zeros((12, 3))})
@@ -315,7 +316,7 @@ def test_from_keras_errors():
                     keras.layers.Dense(3),
                 ]
             ),
-            "Expected only keras.layers.LSTM or GRU, Bidirectional and Dropout layers. Received: Dense",
+            "Expected only keras.layers.LSTM, GRU or SimpleRNN, Bidirectional and Dropout layers. Received: Dense",
         ),
         (
             keras.Sequential(

@@ -214,7 +214,7 @@ def test_every_graph_matches_torch_in_litert(exports):
     assert not bad, bad
 
 
-@pytest.mark.parametrize("module_class", [torch.nn.LSTM, torch.nn.GRU])
+@pytest.mark.parametrize("module_class", [torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN])
 def test_unrolled_graph_is_one_xnnpack_partition(module_class):
     """Every op of a one-direction unrolled graph is XNNPACK's: `h_0[0]` read
     as a shrinking STRIDED_SLICE (which XNNPACK does not take) had split it
@@ -364,7 +364,7 @@ def test_export_writes_file_and_checks_arguments(tmp_path):
     cell = tflstm.LSTMCell(H_IN, H)
     data = [np.zeros((STEPS, 1, H_IN), "float32")]
     cases = [
-        ("lstm", {}, TypeError, "Expected a tflstm layer (tflstm.LSTM, GRU, LSTMCell or GRUCell). Received: an object of type str"),
+        ("lstm", {}, TypeError, "Expected a tflstm layer (tflstm.LSTM, GRU, RNN or their cells). Received: an object of type str"),
         (layer, dict(batch_size=0), ValueError, "argument `batch_size`, expected a positive integer, got 0"),
         (layer, dict(fixed_length=0), ValueError, "argument `fixed_length`, expected a positive integer, got 0"),
         (layer, dict(graph="xnnpack"), ValueError, "argument `graph`, expected one of 'auto', 'fused', 'unrolled', 'loop', got 'xnnpack'"),
@@ -378,7 +378,7 @@ def test_export_writes_file_and_checks_arguments(tmp_path):
         (layer, dict(quantize="int8", batch_size=2, representative_data=[np.zeros((STEPS, 3, H_IN))]), ValueError, "Expected each item of `representative_data` to be a batch size that is a multiple of batch_size=2. Received: item 0 of shape (6, 3, 5) and dtype float64"),
         (layer, dict(quantize="int8", fixed_length=3, representative_data=data), ValueError, "Expected each item of `representative_data` to be a length of fixed_length=3. Received: item 0 of shape (6, 1, 5) and dtype float32"),
         (layer, dict(quantize="int8", graph="unrolled", fixed_length=STEPS, representative_data=data), ValueError, "Expected graph='fused' (or 'auto') for quantize='int8': only TFLite's fused LSTM op keeps a 16-bit cell state (the other graphs' int8 cell state loses 2-18% of the output's scale). Received: graph='unrolled'"),
-        (cell, dict(sequence_lengths=True), ValueError, "Expected a tflstm.LSTM or GRU for `sequence_lengths=True`, `fixed_length` or `representative_data`, and a tflstm.LSTM for quantize='int8' (a cell runs one step, quantized with quantize='dynamic' or 'float16'). Received: a tflstm.LSTMCell with sequence_lengths=True, fixed_length=None, quantize=None, representative_data None"),
+        (cell, dict(sequence_lengths=True), ValueError, "Expected a tflstm.LSTM, GRU or RNN for `sequence_lengths=True`, `fixed_length` or `representative_data`, and a tflstm.LSTM for quantize='int8' (a cell runs one step, quantized with quantize='dynamic' or 'float16'). Received: a tflstm.LSTMCell with sequence_lengths=True, fixed_length=None, quantize=None, representative_data None"),
     ]  # fmt: skip
     for target, kwargs, error, message in cases:
         with pytest.raises(error) as info:
@@ -540,8 +540,9 @@ def test_demo_model_quantized(tmp_path):
         (torch.nn.LSTM, {}),
         (torch.nn.LSTM, dict(num_layers=2, bidirectional=True, proj_size=3)),
         (torch.nn.GRU, dict(num_layers=2, bidirectional=True)),
+        (torch.nn.RNN, dict(num_layers=2, bidirectional=True, nonlinearity="relu")),
     ],
-    ids=["default", "stacked", "gru"],
+    ids=["default", "stacked", "gru", "rnn"],
 )
 def test_keras_litert_export_with_dynamic_batch(tmp_path, module_class, options):
     """Keras's `model.export(format="litert")` with its default dynamic batch:

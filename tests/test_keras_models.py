@@ -157,5 +157,5 @@ def test_keras_model_of_anything_else_is_an_error():
     with pytest.raises(TypeError) as info:
         converters.keras_model(keras.layers.LSTM(3))
     assert str(info.value) == (
-        "Expected a tflstm layer (tflstm.LSTM, GRU, LSTMCell or GRUCell). Received: an object of type LSTM"
+        "Expected a tflstm layer (tflstm.LSTM, GRU, RNN or their cells). Received: an object of type LSTM"
     )

@@ -90,6 +90,11 @@ TABLE = [
     ({"cell": "gru", "gpu": True}, "cudnn"),
     ({"cell": "gru", "gpu": True, "lengths": True, "training": True}, "cudnn"),
     ({"cell": "gru", "gpu": True, "exporting": "saved_model"}, "portable"),
+    # An RNN (tanh or relu: one kind): as a GRU; cuDNN's rnn_tanh/rnn_relu.
+    ({"cell": "rnn"}, "loop"),
+    ({"cell": "rnn", "training": True}, "bptt"),
+    ({"cell": "rnn", "gpu": True, "lengths": True}, "cudnn"),
+    ({"cell": "rnn", "exporting": "litert"}, "litert"),
 ]
 
 
@@ -258,6 +263,30 @@ def test_gpu_visible_gru_runs_cudnns_gru(gpu_visible):
         assert "CudnnRNNV3" not in ops and "BlockLSTMV2" not in ops and ops & LOOPS
     lstm = tflstm.LSTM(H_IN, H)
     assert _cudnn_modes(tf.function(lambda x: lstm(x)), spec) == {"lstm"}
+
+
+def test_gpu_visible_rnn_runs_cudnns_rnn_in_its_mode(gpu_visible):
+    """An RNN on a GPU is cuDNN's RNN in its nonlinearity's mode (torch's
+    `rnn_tanh` / `rnn_relu`), training and inference, with lengths; its
+    summed bias is cuDNN's input bias, the recurrent one zeros."""
+    spec = tf.TensorSpec([5, 2, H_IN])
+    lengths = tf.constant([5, 3])
+    for nonlinearity in ("tanh", "relu"):
+        rnn = tflstm.RNN(H_IN, H, num_layers=2, nonlinearity=nonlinearity)
+        assert not rnn.supports_jit
+        for training in (True, False):
+            fn = tf.function(
+                lambda x, t=training, r=rnn: r(x, training=t, sequence_lengths=lengths)
+            )
+            assert _cudnn_modes(fn, spec) == {f"rnn_{nonlinearity}"}
+    weights = Weights(
+        tf.ones((H, 3)), tf.ones((H, H)), tf.fill([H], 2.0), None, None
+    ).with_bias(cells.RNN_RELU)
+    sizes = [H * 3, H * H, H, H]
+    _, _, bias, recurrent_bias = tf.split(
+        cudnn_params(cells.RNN_RELU, weights, rocm=False), sizes
+    )
+    assert np.all(bias.numpy() == 2.0) and not np.any(recurrent_bias)
 
 
 def test_cudnn_params_of_a_gru_keep_both_biases():

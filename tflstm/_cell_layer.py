@@ -8,7 +8,7 @@ signature, then `_init_cell`) and docstring; the checks, the step and
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -23,7 +23,9 @@ from tflstm.cells import Cell
 class CellLayer(FromWeights, keras.layers.Layer):
     """The base of `tflstm.LSTMCell` and `tflstm.GRUCell` (see theirs)."""
 
-    cell: ClassVar[Cell]
+    # The cell definition: a class attribute, or set per instance before
+    # `_init_*` (an RNN's depends on its nonlinearity).
+    cell: Cell
 
     def _init_cell(
         self,

@@ -51,6 +51,17 @@ def check_choice(name: str, value: Any, options: Sequence[Any]) -> Any:
     )
 
 
+def check_nonlinearity(value: Any, options: Sequence[str]) -> str:
+    """An RNN's `nonlinearity`, with torch's message."""
+    if isinstance(value, str) and value in options:
+        return value
+    choices = " or ".join(repr(o) for o in options)
+    raise ValueError(
+        f"Unknown nonlinearity {value!r}. Select from {choices}. "
+        f"Received: nonlinearity={value!r}"
+    )
+
+
 def check_int(name: str, value: object, *, minimum: int) -> int:
     """Returns `value` if it is an integer >= `minimum`.
 

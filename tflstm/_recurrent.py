@@ -33,7 +33,9 @@ def state_legend(state: str, batched: bool = True) -> str:
 class RecurrentLayer(FromWeights, keras.layers.Layer):
     """The base of `tflstm.LSTM` and `tflstm.GRU` (see their docstrings)."""
 
-    cell: ClassVar[Cell]
+    # The cell definition: a class attribute, or set per instance before
+    # `_init_*` (an RNN's depends on its nonlinearity).
+    cell: Cell
     # The `kernel=` choices this cell has (`kernel="block"` is an LSTM's).
     kernel_options: ClassVar[tuple[str, ...]] = policy.KERNEL_OPTIONS
 

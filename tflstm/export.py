@@ -70,13 +70,13 @@ class ServingModule(tf.Module):
     def __init__(self, layer: Layer, *, sequence_lengths: bool = False) -> None:
         if not isinstance(layer, (RecurrentLayer, CellLayer)):
             raise TypeError(
-                "Expected a tflstm layer (tflstm.LSTM, GRU, LSTMCell or GRUCell). "
+                "Expected a tflstm layer (tflstm.LSTM, GRU, RNN or their cells). "
                 f"Received: an object of type {type(layer).__name__}"
             )
         _errors.check_bool("sequence_lengths", sequence_lengths)
         if sequence_lengths and isinstance(layer, CellLayer):
             raise ValueError(
-                "Expected a multi-layer tflstm.LSTM or GRU for "
+                "Expected a multi-layer tflstm.LSTM, GRU or RNN for "
                 "`sequence_lengths=True` (a cell runs one step). Received: a "
                 f"tflstm.{type(layer).__name__}"
             )

@@ -27,6 +27,22 @@ BATCH_FIRST_NOTE = (
 )
 
 
+NONLINEARITY_NOTE = (
+    "a state_dict does not record an nn.RNN's nonlinearity: tanh is assumed; "
+    "pass --nonlinearity relu to convert if the model was built with "
+    "nonlinearity='relu'"
+)
+
+
+def nonlinearity_note(layer: Any, recorded: Any) -> str | None:
+    """What to say of an RNN's nonlinearity (None for other cells)."""
+    if not layer.cell.spec.nonlinearities:
+        return None
+    if hasattr(recorded, "nonlinearity"):
+        return f"nonlinearity={layer.nonlinearity!r}, as the pickled model records it"
+    return f"built with nonlinearity={layer.nonlinearity!r}; {NONLINEARITY_NOTE}"
+
+
 class CliError(Exception):
     """A problem with the user's input: printed without a traceback, exit 2."""
 
@@ -101,7 +117,7 @@ def pickles(args: argparse.Namespace) -> Iterator[None]:
 
 def no_recurrent(checkpoint: str, infos: dict) -> str:
     found = (
-        "no nn.LSTM, nn.GRU, nn.LSTMCell or nn.GRUCell parameters found in "
+        "no parameters of an nn.LSTM, nn.GRU, nn.RNN or their cells found in "
         f"{checkpoint!r}"
     )
     if not infos:
@@ -197,5 +213,11 @@ def torch_args(layer) -> str:
 
 
 def recorded_settings(module: Any) -> str:
-    """What a whole pickled model records of an nn.LSTM and a state_dict does not."""
-    return f"batch_first={bool(module.batch_first)}, dropout={float(module.dropout)}"
+    """What a whole pickled model records of an nn.LSTM (nn.GRU, nn.RNN) and
+    a state_dict does not."""
+    settings = (
+        f"batch_first={bool(module.batch_first)}, dropout={float(module.dropout)}"
+    )
+    if hasattr(module, "nonlinearity"):
+        settings += f", nonlinearity={module.nonlinearity!r}"
+    return settings

@@ -19,6 +19,7 @@ from converters.cli._common import (
     existing,
     load_arrays,
     no_recurrent,
+    nonlinearity_note,
     pickles,
     recorded_settings,
     split_inputs,
@@ -86,7 +87,7 @@ def run_convert(args: argparse.Namespace) -> int:
     with pickles(args):
         checkpoint = open_checkpoint(path, trust_pickle=args.trust_pickle)
         prefix, spec = _choose(checkpoint, args)
-        recorded = None if spec.is_cell else checkpoint.submodule(prefix)
+        recorded = checkpoint.submodule(prefix)
         data, inputs = _laid_out(args, fmt, spec, recorded, data, inputs)
         make_parent(args.output)
 
@@ -96,6 +97,7 @@ def run_convert(args: argparse.Namespace) -> int:
             path,
             prefix=prefix,
             batch_first=args.batch_first or None,
+            nonlinearity=args.nonlinearity,
             dtype=args.dtype,
             trust_pickle=args.trust_pickle,
         )
@@ -113,7 +115,10 @@ def run_convert(args: argparse.Namespace) -> int:
     if not args.verify:
         return EXIT_OK
     module = converters.torch_module_from(
-        params, prefix, batch_first=getattr(layer, "batch_first", False)
+        params,
+        prefix,
+        batch_first=getattr(layer, "batch_first", False),
+        nonlinearity=getattr(layer, "nonlinearity", None),
     )
     runs = _verification_runs(layer, args, inputs, data)
     atol, rtol, absent = _tolerance(args)
@@ -178,12 +183,17 @@ def _print_notes(layer: Any, args: argparse.Namespace, fmt: str, recorded: Any) 
     from tflstm._recurrent import RecurrentLayer
 
     print(f"wrote {args.output}: {layer.__class__.__name__}{torch_args(layer)}")
+    said = False  # the pickled model's settings, the nonlinearity included
     if isinstance(layer, RecurrentLayer):
-        if hasattr(recorded, "batch_first"):
+        said = hasattr(recorded, "batch_first")
+        if said:
             settings = recorded_settings(recorded)
             print(f"note: {settings}, as the pickled model records them")
         else:
             print(f"note: {BATCH_FIRST_NOTE}")
+    note = nonlinearity_note(layer, recorded)
+    if note is not None and not said:
+        print(f"note: {note}")
     if fmt == "keras":
         print(
             "note: load it with `import tflstm` first (which registers the "

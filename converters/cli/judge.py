@@ -114,17 +114,24 @@ def reload(path: str, fmt: str, layer):
     if fmt == "keras":
         model = keras.saving.load_model(path)
 
-        def run_keras(x, sequence_lengths):  # `compare` calls it: through predict
+        def predict(feed: Any) -> Any:
+            """Through `predict`, as users call it; a float64 model is called
+            directly (`predict` casts float64 arrays to Keras's float32)."""
+            if layer.compute_dtype != "float64":
+                return model.predict(feed, batch_size=2, verbose=0)
+            outputs = model(feed, training=False)
+            return keras.tree.map_structure(np.asarray, outputs)
+
+        def run_keras(x, sequence_lengths):  # `compare` calls it
             x = np.asarray(x, layer.compute_dtype)
             if one_step:  # input, h_0 (, c_0)
                 zeros = np.zeros((len(x), layer.hidden_size), x.dtype)
                 feed = [x, *[zeros] * len(states)][: len(model.inputs)]
-                outputs = model.predict(feed, batch_size=2, verbose=0)
+                outputs = predict(feed)
                 return as_torch(outputs if isinstance(outputs, list) else [outputs])
             if not layer.batch_first:  # the model is batch-major
                 x = x.transpose(1, 0, 2)
-            outputs = model.predict(x, batch_size=2, verbose=0)
-            return converters.torch_layout(layer, outputs)
+            return converters.torch_layout(layer, predict(x))
 
         return Served(layer, layer.compute_dtype, run_keras)
     if fmt == "tflite":

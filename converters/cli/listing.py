@@ -8,6 +8,7 @@ import argparse
 from converters.cli._common import (
     BATCH_FIRST_NOTE,
     EXIT_OK,
+    NONLINEARITY_NOTE,
     CliError,
     existing,
     no_recurrent,
@@ -27,18 +28,24 @@ def run_list(args: argparse.Namespace) -> int:
         specs = find_recurrent(infos)
         if not specs:
             raise CliError(no_recurrent(args.checkpoint, infos))
-        unrecorded = False
+        unrecorded = rnn_unrecorded = False
         for spec in specs:
             prefix = normalize_prefix(spec.prefix)
             n = sum(infos[prefix + k].size for k in spec.param_shapes())
             line = f"{spec.describe()}  [{n:,} parameters]"
+            module = checkpoint.submodule(prefix)
             if not spec.is_cell:
-                module = checkpoint.submodule(prefix)
                 if hasattr(module, "batch_first"):
                     line += f"  recorded: {recorded_settings(module)}"
                 else:
                     unrecorded = True
+            elif hasattr(module, "nonlinearity"):
+                line += f"  recorded: nonlinearity={module.nonlinearity!r}"
+            if spec.cell.nonlinearities and not hasattr(module, "nonlinearity"):
+                rnn_unrecorded = True
             print(line)
     if unrecorded:
         print(f"note: {BATCH_FIRST_NOTE}")
+    if rnn_unrecorded:
+        print(f"note: {NONLINEARITY_NOTE}")
     return EXIT_OK

@@ -36,7 +36,7 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tflstm-convert",
-        description="Port the LSTMs and GRUs of PyTorch checkpoints to "
+        description="Port the LSTMs, GRUs and RNNs of PyTorch checkpoints to "
         "TensorFlow/Keras "
         "(tflstm) as .keras, SavedModel or TFLite models, and back, with the "
         "same numbers.",
@@ -50,9 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "list",
-        help="list the recurrent modules (nn.LSTM, nn.GRU, their cells) in a "
+        help="list the recurrent modules (nn.LSTM, nn.GRU, nn.RNN, their cells) "
+        "in a "
         "checkpoint",
-        description="List every nn.LSTM, nn.GRU, nn.LSTMCell and nn.GRUCell in a "
+        description="List every nn.LSTM, nn.GRU, nn.RNN and their cells in a "
         "checkpoint, with "
         "its prefix (as --prefix takes it) and inferred configuration. Reads "
         "only keys and shapes.",
@@ -65,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="convert one recurrent module of a checkpoint to a .keras file, a "
         "SavedModel "
         "or a .tflite model",
-        description="Convert the nn.LSTM or nn.GRU (or its cell) at --prefix to a "
+        description="Convert the nn.LSTM, nn.GRU or nn.RNN (or its cell) at "
+        "--prefix to a "
         "tflstm "
         "layer and save it as a .keras model (input -> (output, (h_n, c_n))), "
         "a SavedModel (TF Serving) or a .tflite model (LiteRT).",
@@ -133,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
         "pickled model records)",
     )
     p.add_argument(
+        "--nonlinearity",
+        choices=["tanh", "relu"],
+        help="an nn.RNN's or nn.RNNCell's nonlinearity; a state_dict does not "
+        "record it, so it must match how the model was built (default: tanh, "
+        "or what a whole pickled model records)",
+    )
+    p.add_argument(
         "--dtype",
         choices=["float32", "float64"],
         help="layer dtype (default: float64 for float64 weights, else float32)",
@@ -144,11 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
         "to-torch",
         help="write the weights of a tflstm .keras file as a PyTorch state_dict",
         description="Write the weights of the tflstm layer in a .keras file as "
-        "a state_dict for torch.nn.LSTM / nn.GRU / their cells (.pt, .safetensors, "
+        "a state_dict for torch.nn.LSTM / nn.GRU / nn.RNN / their cells (.pt, "
+        ".safetensors, "
         ".npz).",
     )
     p.add_argument(
-        "model", help="a .keras file holding a tflstm.LSTM, GRU, LSTMCell or GRUCell"
+        "model", help="a .keras file holding a tflstm.LSTM, GRU, RNN or their cells"
     )
     p.add_argument(
         "output",

@@ -11,7 +11,20 @@ written once and takes a cell as data. The pure-Python facts of each cell
 from tflstm.cells.base import Cell, Recurrent, State, StepGrad
 from tflstm.cells.gru import GRU
 from tflstm.cells.lstm import LSTM
+from tflstm.cells.rnn import RNN_RELU, RNN_TANH, rnn_cell
 
-CELLS: dict[str, Cell] = {cell.spec.kind: cell for cell in (LSTM, GRU)}
+# Each kind's definition (an RNN's: its default nonlinearity, tanh).
+CELLS: dict[str, Cell] = {cell.spec.kind: cell for cell in (LSTM, GRU, RNN_TANH)}
 
-__all__ = ["CELLS", "GRU", "LSTM", "Cell", "Recurrent", "State", "StepGrad"]
+__all__ = [
+    "CELLS",
+    "GRU",
+    "LSTM",
+    "RNN_RELU",
+    "RNN_TANH",
+    "Cell",
+    "Recurrent",
+    "State",
+    "StepGrad",
+    "rnn_cell",
+]

@@ -79,8 +79,12 @@ class Cell:
     has, e.g. BlockLSTMV2, through the policy's facts)."""
 
     spec: ClassVar[CellSpec]
-    # cuDNN's `rnn_mode` (CudnnRNNV3) for this cell, or "" if cuDNN has none.
-    cudnn_mode: ClassVar[str] = ""
+    # cuDNN's `rnn_mode` (CudnnRNNV3) for this cell, or "" if cuDNN has none
+    # (an instance's: the RNN's depends on its nonlinearity).
+    cudnn_mode: str = ""
+    # TFLite's fused builtin op for a whole sequence of this cell, or "" (a
+    # GRU has none): what `export_tflite(graph="fused")` writes.
+    tflite_fused_op: ClassVar[str] = ""
     # Whether `StepGrad.da` differs from `dz` (a GRU's), so that the backward
     # keeps both; where they are one (an LSTM's), it keeps one.
     recurrent_grad_apart: ClassVar[bool] = True

@@ -32,6 +32,7 @@ def gates(z: tf.Tensor) -> tuple[tf.Tensor, ...]:
 class LSTMCellMath(Cell):
     spec = specs.LSTM
     cudnn_mode = "lstm"
+    tflite_fused_op = "UNIDIRECTIONAL_SEQUENCE_LSTM"
     recurrent_grad_apart = False  # the recurrent matmul takes the gates' sum
 
     def split_bias(self, bias_ih: Any, bias_hh: Any) -> tuple[Any, Any]:

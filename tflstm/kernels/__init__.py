@@ -102,7 +102,7 @@ def run_kernel(
     # none) gives each cached function a count of its own.
     key = (
         name,
-        cell.spec.kind,
+        cell,  # a definition: an RNN's kind has two (tanh, relu)
         weights.num_directions,
         tuple(w is None for w in weights),
         lengths is None,

@@ -4,6 +4,9 @@
 
 - `"fused"`: one `UNIDIRECTIONAL_SEQUENCE_LSTM` op per layer and direction,
   TFLite's own LSTM kernel: linear in L, the length resizable at run time.
+  An RNN's is `UNIDIRECTIONAL_SEQUENCE_RNN` with its tanh or relu fused
+  (its two biases summed, as no gate sits between them). A GRU has none
+  (TFLite's custom GRU op applies the reset gate before the matmul).
 - `"unrolled"`: for a fixed length L and batch N: the input projection of
   all L*N rows as one FULLY_CONNECTED, then L unrolled steps of
   FULLY_CONNECTED, LOGISTIC, TANH, MUL and ADD ops, which LiteRT's default
@@ -16,10 +19,11 @@
 
 `graph="auto"` (the default) chooses by measurement (`choose_graph`; the
 figures are in the README, "Export for serving", from `make bench-tflite`):
-the fused op for a batch size of 1, a dynamic length, a fixed length above
-`UNROLL_MAX_LENGTH` (unrolling more costs conversion time and about 2 KB of
-file per step) or `quantize="int8"`; the unrolled graph for batches of 2 and
-more with a fixed length.
+the fused op for a dynamic length, a fixed length above `UNROLL_MAX_LENGTH`
+(unrolling more costs conversion time and about 2 KB of file per step),
+`quantize="int8"` and an LSTM's batch size of 1; the unrolled graph for a
+fixed length otherwise; the loop where the cell has no fused op (a GRU's
+dynamic length).
 
 Quantization (`quantize=`), as TFLite defines it:
 
@@ -52,18 +56,19 @@ the cell state exceeds `LONG_MEMORY_CELL_STATE` on `representative_data`.
 
 The model's inputs are `input` (`(L, N, H_in)`, or `(N, L, H_in)` with
 `batch_first`), one `h_0_l{k}[_reverse]` (N, H_out) and `c_0_l{k}[_reverse]`
-(N, H_cell) per layer and direction, and with `sequence_lengths=True` an
-int32 `sequence_lengths` (N,); all are set at every call, so calls are
-independent, and feeding a call the previous `h_n`/`c_n` streams a sequence
-chunk by chunk. Outputs: `output`, `h_n_l{k}[_reverse]`,
+(N, H_cell) per layer and direction (a GRU's and an RNN's: `h_0` only), and
+with `sequence_lengths=True` an int32 `sequence_lengths` (N,); all are set
+at every call, so calls are independent, and feeding a call the previous
+`h_n`/`c_n` streams a sequence chunk by chunk. Outputs: `output`, `h_n_l{k}[_reverse]`,
 `c_n_l{k}[_reverse]` (an int8 model's `c_n` is the int16 cell state with its
 scale; `run_tflite` dequantizes it). `run_tflite` calls such a model with
 torch's conventions.
 
 The fused op needs three fixes that the converter cannot express (the
 converter's cell clip of 10, which torch does not have; the projection;
-the final states): tflstm/tflite/_internals.py holds them, with every
-other dependency on converter internals.
+the final states), and the RNN's op is written from an LSTM's (the
+converter has no composite for it): tflstm/tflite/_internals.py holds them,
+with every other dependency on converter internals.
 
 Keras's own `model.export(path, format="litert")` of a model holding a
 `tflstm.LSTM` gives builtin ops only too, with Keras's dynamic batch and

@@ -93,6 +93,17 @@ UNUSED_OPERANDS = (
 )
 TANH = 4  # ActivationFunctionType.TANH: the op's cell/output activation
 
+# -- 7. the RNN's fused op, written from the LSTM's ----------------------------
+# The converter has no composite for UNIDIRECTIONAL_SEQUENCE_RNN. tflstm
+# converts an LSTM whose gate i holds the RNN's weights (the other gates 0)
+# and rewrites each op: RNN_OPERANDS are the LSTM operands it keeps, in the
+# RNN op's order (TFLite's unidirectional_sequence_rnn.cc: input, input
+# weights (H, H_in), recurrent weights (H, H), bias (H,), the hidden state, a
+# variable tensor); the tensors no op reads any more are dropped.
+RNN_OP = "UNIDIRECTIONAL_SEQUENCE_RNN"
+RNN_OPERANDS = (0, INPUT_WEIGHTS[0], RECURRENT_WEIGHTS[0], GATE_BIASES[0], H_STATE)
+RNN_ACTIVATIONS = {"tanh": TANH, "relu": 1}  # ActivationFunctionType
+
 # -- 3. the converter's clip -----------------------------------------------------
 
 CONVERTER_CELL_CLIP = 10.0
@@ -344,6 +355,64 @@ def patch(
     for output, state in exposed.items():
         _add_output(schema, model, state_input(graph, state), output)
     return dump(model)
+
+
+def as_rnn_ops(flatbuffer: bytes, nonlinearity: str) -> bytes:
+    """The patched fused LSTM ops of an RNN's graph (`fused_graph`) as
+    `UNIDIRECTIONAL_SEQUENCE_RNN` ops with `nonlinearity` fused (section 7
+    of the module docstring); a hybrid op stays hybrid."""
+    schema = _schema()
+    model = load(flatbuffer)
+    opcode = _opcode(schema, model, getattr(schema.BuiltinOperator, RNN_OP))
+    for op in lstm_ops(model):
+        lstm_options = op.builtinOptions
+        options = schema.SequenceRNNOptionsT()
+        options.timeMajor = lstm_options.timeMajor
+        options.fusedActivationFunction = RNN_ACTIVATIONS[nonlinearity]
+        options.asymmetricQuantizeInputs = lstm_options.asymmetricQuantizeInputs
+        op.opcodeIndex = opcode
+        op.inputs = [op.inputs[k] for k in RNN_OPERANDS]
+        op.builtinOptionsType = schema.BuiltinOptions.SequenceRNNOptions
+        op.builtinOptions = options
+        op.intermediates = []
+    _drop_unused(model)
+    return dump(model)
+
+
+def _drop_unused(model) -> None:
+    """Removes the main graph's tensors that no op, graph input or output
+    and signature reads, and the buffers no tensor or metadata holds."""
+    graph = model.subgraphs[0]
+    signatures = [m for sd in model.signatureDefs or [] for m in sd.inputs + sd.outputs]
+    used = {*graph.inputs, *graph.outputs, *(m.tensorIndex for m in signatures)}
+    for op in graph.operators:
+        used.update(int(i) for i in (*op.inputs, *op.outputs) if i != EMPTY)
+        used.update(int(i) for i in op.intermediates or [])
+    kept = sorted(used)
+    new = {old: i for i, old in enumerate(kept)}
+    graph.tensors = [graph.tensors[i] for i in kept]
+    for op in graph.operators:
+        op.inputs = [EMPTY if i == EMPTY else new[int(i)] for i in op.inputs]
+        op.outputs = [new[int(i)] for i in op.outputs]
+        op.intermediates = [new[int(i)] for i in op.intermediates or []]
+    graph.inputs = [new[int(i)] for i in graph.inputs]
+    graph.outputs = [new[int(i)] for i in graph.outputs]
+    for m in signatures:
+        m.tensorIndex = new[m.tensorIndex]
+    held = {0}  # buffer 0: the empty buffer every schema keeps first
+    held.update(t.buffer for g in model.subgraphs for t in g.tensors)
+    held.update(m.buffer for m in model.metadata or [])
+    held.update(model.metadataBuffer or [])
+    kept_buffers = sorted(held)
+    moved = {old: i for i, old in enumerate(kept_buffers)}
+    model.buffers = [model.buffers[i] for i in kept_buffers]
+    for g in model.subgraphs:
+        for t in g.tensors:
+            t.buffer = moved[t.buffer]
+    for m in model.metadata or []:
+        m.buffer = moved[m.buffer]
+    if model.metadataBuffer is not None:
+        model.metadataBuffer = [moved[int(b)] for b in model.metadataBuffer]
 
 
 def _add_output(schema, model, tensor: int, name: str) -> None:

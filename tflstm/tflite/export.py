@@ -15,9 +15,9 @@ from tflstm import _errors
 from tflstm._cell_layer import CellLayer
 from tflstm._ops import cell_step
 from tflstm._recurrent import RecurrentLayer
+from tflstm.cells.rnn import RNNCellMath
 from tflstm.kernels.litert import unrolled_forward
 from tflstm.kernels.loop import loop_forward
-from tflstm.lstm import LSTM
 from tflstm.tflite import _internals as internals
 from tflstm.tflite.graphs import (
     GRAPHS,
@@ -38,7 +38,7 @@ from tflstm.tflite.quantize import (
 
 
 def _export_fused(
-    layer: LSTM,
+    layer: RecurrentLayer,
     batch_size: int,
     fixed_length: int | None,
     lengths: bool,
@@ -52,7 +52,10 @@ def _export_fused(
     if quantize == "dynamic":
         flatbuffer = keep_heavy_fused_float(layer, flatbuffer, lengths)
     if not int8:
-        return internals.patch(flatbuffer, projections, exposed)
+        flatbuffer = internals.patch(flatbuffer, projections, exposed)
+        if isinstance(layer.cell, RNNCellMath):  # written from the LSTM's op
+            flatbuffer = internals.as_rnn_ops(flatbuffer, layer.cell.nonlinearity)
+        return flatbuffer
     flatbuffer = internals.patch(flatbuffer, projections, {})
     feeds = []
     for x in calibration:
@@ -96,7 +99,7 @@ def _export_cell(cell: CellLayer, batch_size: int, quantize: str | None) -> byte
 
 
 def _calibration_inputs(
-    layer: LSTM,
+    layer: RecurrentLayer,
     data: Iterable[Any] | None,
     batch_size: int,
     fixed_length: int | None,
@@ -157,7 +160,7 @@ def export_tflite(
     quantize: str | None = None,
     representative_data: Iterable[Any] | None = None,
 ) -> bytes:
-    """Converts a `tflstm.LSTM` or `GRU` (or `LSTMCell`, `GRUCell`) to a
+    """Converts a `tflstm.LSTM`, `GRU` or `RNN` (or their cells) to a
     `.tflite` model (see the module docstring for the graphs, quantization
     and accuracy).
 
@@ -175,7 +178,8 @@ def export_tflite(
             shapes); shorter sequences are right-padded to L and passed with
             `sequence_lengths`.
         graph: `"auto"` (default: chosen by `choose_graph`), `"fused"`
-            (TFLite's LSTM op; an LSTM only), `"unrolled"` (needs
+            (TFLite's LSTM op, or its RNN op with tanh or relu fused; not
+            for a GRU, which has none), `"unrolled"` (needs
             `fixed_length`) or `"loop"`.
         sequence_lengths: Whether the model takes an int32 input
             `sequence_lengths` of shape (N,): PyTorch's packed-sequence
@@ -230,17 +234,17 @@ def export_tflite(
     if isinstance(layer, CellLayer):
         flatbuffer = _export_cell(layer, batch_size, quantize)
     else:
-        fused = isinstance(layer, LSTM)  # TFLite's fused op is an LSTM's
-        if not fused:  # before "auto" is resolved: the message names the user's
-            _check_graph(graph, fixed_length, quantize, type(layer).__name__)
+        fused_op = layer.cell.tflite_fused_op  # TFLite's op for the cell, if any
+        # before "auto" is resolved: the message names the user's choice
+        _check_graph(graph, fixed_length, quantize, layer)
         if graph == "auto":
             graph = choose_graph(
                 batch_size=batch_size,
                 fixed_length=fixed_length,
                 quantize=quantize,
-                fused=fused,
+                fused=fused_op,
             )
-        _check_graph(graph, fixed_length, quantize, type(layer).__name__)
+        _check_graph(graph, fixed_length, quantize, layer)
         calibration = []
         if quantize == "int8" or representative_data is not None:
             calibration = _calibration_inputs(
@@ -278,7 +282,7 @@ def _check_arguments(
     """`export_tflite`'s arguments, each and together, before any work."""
     if not isinstance(layer, (RecurrentLayer, CellLayer)):
         raise TypeError(
-            "Expected a tflstm layer (tflstm.LSTM, GRU, LSTMCell or GRUCell). "
+            "Expected a tflstm layer (tflstm.LSTM, GRU, RNN or their cells). "
             f"Received: an object of type {type(layer).__name__}"
         )
     _errors.check_int("batch_size", batch_size, minimum=1)
@@ -300,7 +304,7 @@ def _check_arguments(
         or representative_data is not None
     ):
         raise ValueError(
-            "Expected a tflstm.LSTM or GRU for `sequence_lengths=True`, "
+            "Expected a tflstm.LSTM, GRU or RNN for `sequence_lengths=True`, "
             "`fixed_length` or `representative_data`, and a tflstm.LSTM for "
             "quantize='int8' (a cell runs one step, quantized with "
             "quantize='dynamic' or 'float16'). "
@@ -312,24 +316,30 @@ def _check_arguments(
 
 
 def _check_graph(
-    graph: str, fixed_length: int | None, quantize: str | None, kind: str
+    graph: str, fixed_length: int | None, quantize: str | None, layer: Any
 ) -> None:
-    """The graph chosen for a layer of class `kind` can serve the other
-    arguments."""
-    if kind != "LSTM" and (graph == "fused" or quantize == "int8"):
+    """The graph chosen for `layer` can serve the other arguments."""
+    kind = type(layer).__name__
+    if not layer.cell.tflite_fused_op and (graph == "fused" or quantize == "int8"):
         raise ValueError(
             "Expected graph='auto', 'unrolled' or 'loop' and quantize=None, "
             "'dynamic' or 'float16' for a tflstm."
-            f"{kind}: TFLite's only fused recurrent op with a 16-bit integer "
-            "state is the LSTM's. Received: "
+            f"{kind}: TFLite has no fused op for it, and its only fused "
+            "recurrent op with a 16-bit integer state is the LSTM's. Received: "
             f"graph={graph!r}, quantize={quantize!r}"
+        )
+    if quantize == "int8" and layer.cell.tflite_fused_op != internals.LSTM_OP:
+        raise ValueError(
+            "Expected quantize=None, 'dynamic' or 'float16' for a tflstm."
+            f"{kind}: TFLite's only fused recurrent op with a 16-bit integer "
+            f"state is the LSTM's. Received: quantize={quantize!r}"
         )
     if graph == "unrolled" and fixed_length is None:
         raise ValueError(
             "Expected `fixed_length` (the number of steps to unroll) for "
             "graph='unrolled'. Received: fixed_length=None"
         )
-    if quantize == "int8" and graph != "fused":
+    if quantize == "int8" and graph not in ("fused", "auto"):
         raise ValueError(
             "Expected graph='fused' (or 'auto') for quantize='int8': only "
             "TFLite's fused LSTM op keeps a 16-bit cell state (the other "

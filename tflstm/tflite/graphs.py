@@ -14,7 +14,6 @@ from _tflstm.params import param_name as state_name  # h_0_l1_reverse, ...
 from tflstm._ops import Weights, reverse_time, take, valid_steps
 from tflstm._quiet import TFLITE_NOISE, filtered_stderr, without_info_logs
 from tflstm._recurrent import RecurrentLayer
-from tflstm.lstm import LSTM
 from tflstm.tflite import _internals as internals
 
 GRAPHS = ("auto", "fused", "unrolled", "loop")
@@ -23,6 +22,11 @@ GRAPHS = ("auto", "fused", "unrolled", "loop")
 # The longest fixed length that `graph="auto"` unrolls (above it, conversion
 # time and file size grow too much).
 UNROLL_MAX_LENGTH = 256
+# The fused ops that `graph="auto"` prefers to the unrolled graph at batch 1
+# (benchmarks/tflite_latency.py and the README's "Measurements behind the
+# code"): the LSTM's; the RNN's op ran slower than its unrolled graph at
+# every size measured.
+FUSED_AT_BATCH_1 = ("UNIDIRECTIONAL_SEQUENCE_LSTM",)
 
 
 def choose_graph(
@@ -30,27 +34,27 @@ def choose_graph(
     batch_size: int,
     fixed_length: int | None,
     quantize: str | None,
-    fused: bool = True,
+    fused: str = "UNIDIRECTIONAL_SEQUENCE_LSTM",
 ) -> str:
     """The graph `export_tflite(..., graph="auto")` builds (module docstring);
-    `fused`: the cell has TFLite's fused op (an LSTM). Without it, the
-    unrolled graph for a fixed length it can unroll, else the loop.
+    `fused`: the cell's fused TFLite op (`Cell.tflite_fused_op`), or "" (a
+    GRU has none). The unrolled graph for a fixed length it can unroll
+    (except at batch 1 for the ops in `FUSED_AT_BATCH_1`), else the fused
+    op, else the loop.
 
     >>> choose_graph(batch_size=32, fixed_length=100, quantize=None)
     'unrolled'
     >>> choose_graph(batch_size=1, fixed_length=50, quantize=None)
     'fused'
-    >>> choose_graph(batch_size=1, fixed_length=None, quantize=None, fused=False)
+    >>> choose_graph(batch_size=1, fixed_length=None, quantize=None, fused="")
     'loop'
     """
     if quantize == "int8":
         return "fused"
     unrollable = fixed_length is not None and fixed_length <= UNROLL_MAX_LENGTH
-    if not fused:
-        return "unrolled" if unrollable else "loop"
-    if batch_size >= 2 and unrollable:
+    if unrollable and (batch_size >= 2 or fused not in FUSED_AT_BATCH_1):
         return "unrolled"
-    return "fused"
+    return "fused" if fused else "loop"
 
 
 def pairs(layer: RecurrentLayer) -> list[tuple[int, int]]:
@@ -189,18 +193,24 @@ class FusedWeights(NamedTuple):
     weight_hr: np.ndarray | None  # (H_out, H)
 
 
-def fused_weights(layer: LSTM, k: int, d: int) -> FusedWeights:
+def fused_weights(layer: RecurrentLayer, k: int, d: int) -> FusedWeights:
+    """The LSTM composite's arguments. An RNN's fused op is converted as an
+    LSTM whose gate i holds the RNN's weights and whose other gates are 0
+    (`internals.as_rnn_ops` then keeps gate i's operands only)."""
     weights = float32_weights(layer, k).direction(d).with_bias(layer.cell)
-    return FusedWeights(
-        weights.weight_ih.T.copy(),
-        weights.weight_hh.T.copy(),
-        weights.bias,
-        weights.weight_hr,
-    )
+    kernel, recurrent, bias = weights.weight_ih.T, weights.weight_hh.T, weights.bias
+    if layer.cell.spec.gates == 1:
+
+        def gate_i(a: np.ndarray) -> np.ndarray:
+            zeros = np.zeros((*a.shape[:-1], 3 * a.shape[-1]), a.dtype)
+            return np.concatenate([a, zeros], -1)
+
+        kernel, recurrent, bias = gate_i(kernel), gate_i(recurrent), gate_i(bias)
+    return FusedWeights(kernel.copy(), recurrent.copy(), bias.copy(), weights.weight_hr)
 
 
 def fused_graph(
-    layer: LSTM, specs: list, lengths: bool, int8: bool
+    layer: RecurrentLayer, specs: list, lengths: bool, int8: bool
 ) -> tuple[Any, dict[str, np.ndarray | None], dict[str, str]]:
     """The fused graph, each op's projection by its h_0 input's name, and the
     states that the patch exposes (output name -> state input name).
@@ -208,14 +218,19 @@ def fused_graph(
     The op leaves its final states in its state inputs: `c_n` is always that
     state; `h_n` too, except with packed sequences (the last valid step) and
     int8 (its states must not be model outputs while it is quantized, and
-    its output must keep one use), where it is read from the output.
+    its output must keep one use), where it is read from the output. An
+    RNN's (one state, `h`) is always read from the output, and its op needs
+    no padding feature: padded steps' outputs are zeroed, and `h_n` is the
+    last valid step's.
     """
     d_count = layer.num_directions
     every_pair = pairs(layer)
     weights = {s: fused_weights(layer, *s) for s in every_pair}
     composites = {s: internals.fused_lstm() for s in every_pair}
     out_size = layer.output_size
-    h_from_output = lengths or int8
+    lstm = len(layer.cell.spec.states) == 2
+    h_from_output = lengths or int8 or not lstm
+    pad_cell_state = lengths and not int8 and lstm
 
     @tf.function(input_signature=specs, autograph=False)
     def serve(input, *hx):
@@ -230,17 +245,21 @@ def fused_graph(
         for k in range(layer.num_layers):
             outputs = []
             for d in range(d_count):
-                i = 2 * (k * d_count + d)
                 w = weights[k, d]
                 kernel, x_d = w.kernel, x
-                if lengths and not int8:
+                if pad_cell_state:
                     kernel, feature = padding(kernel, layer.hidden_size)
                     x_d = tf.concat([x, (1.0 - valid) * feature], -1)
                 x_d = reverse(x_d, seq_lengths) if d else x_d
+                if lstm:
+                    h_0, c_0 = hx[2 * (k * d_count + d)], hx[2 * (k * d_count + d) + 1]
+                else:  # the carrier's cell state, dropped by as_rnn_ops
+                    h_0 = hx[k * d_count + d]
+                    c_0 = tf.zeros_like(h_0)
                 _, y, _, _, _ = composites[k, d](
                     x_d,
-                    hx[i],
-                    hx[i + 1],
+                    h_0,
+                    c_0,
                     tf.constant(kernel),
                     tf.constant(w.recurrent_kernel),
                     tf.constant(w.bias),
@@ -263,11 +282,11 @@ def fused_graph(
     projections = {
         state_name("h_0", k, d): weights[k, d].weight_hr for k, d in every_pair
     }
-    states = ("c",) if h_from_output else ("h", "c")
+    states = () if not lstm else ("c",) if h_from_output else ("h", "c")
     return serve, projections, state_outputs(layer, states)
 
 
-def state_outputs(layer: LSTM, states: tuple[str, ...]) -> dict[str, str]:
+def state_outputs(layer: RecurrentLayer, states: tuple[str, ...]) -> dict[str, str]:
     """`{h,c}_n_...` output name -> the `{h,c}_0_...` input the op overwrites."""
     return {
         state_name(f"{s}_n", k, d): state_name(f"{s}_0", k, d)

@@ -58,12 +58,12 @@ HEAVY_TAIL_RATIO = 50.0
 LONG_MEMORY_CELL_STATE = 20.0
 
 
-def spread(matrix: np.ndarray, blocks: str) -> float:
+def spread(matrix: np.ndarray, blocks: str, gates: int = 4) -> float:
     """The largest max|w| : median|w| over the blocks that share a scale:
-    `"rows"`, `"gates"` (4 row blocks) or `"tensor"`; the median over the
-    nonzero weights (a pruned matrix is not heavy-tailed for its zeros)."""
+    `"rows"`, `"gates"` (`gates` row blocks) or `"tensor"`; the median over
+    the nonzero weights (a pruned matrix is not heavy-tailed for its zeros)."""
     a = np.abs(np.asarray(matrix, np.float64))
-    parts = {"rows": list(a), "gates": np.split(a, 4), "tensor": [a]}[blocks]
+    parts = {"rows": list(a), "gates": np.split(a, gates), "tensor": [a]}[blocks]
     worst = 0.0
     for part in parts:
         nonzero = part[part > 0]
@@ -82,7 +82,7 @@ def heavy_matrices(layer: LSTM | LSTMCell, per_row: bool) -> dict[str, float]:
         if not name.startswith("weight_"):
             continue
         blocks = "rows" if per_row else "tensor" if "_hr" in name else "gates"
-        ratio = spread(variable.numpy(), blocks)
+        ratio = spread(variable.numpy(), blocks, layer.cell.spec.gates)
         if ratio > HEAVY_TAIL_RATIO:
             heavy[name] = ratio
     return heavy
@@ -210,7 +210,7 @@ def keep_heavy_fused_float(layer: LSTM, flatbuffer: bytes, lengths: bool) -> byt
     heavy = heavy_matrices(layer, per_row=False)
     ops = {}
     for k, d in pairs(layer):
-        suffix = f"_l{k}{'reverse' if d else ''}"
+        suffix = f"_l{k}{'_reverse' if d else ''}"
         if not any(name.endswith(suffix) for name in heavy):
             continue
         w = fused_weights(layer, k, d)

@@ -129,7 +129,8 @@ def _run(interpreter, flatbuffer, layer_config, input, hx, sequence_lengths):
     for s, (k, d) in enumerate(names):
         for state, value in zip(states, hx, strict=True):
             feed[state_name(f"{state}_0", k, d)] = np.asarray(value[s], "float32")
-    if internals.LSTM_OP in tflite_ops(flatbuffer):  # its batch resizes
+    ops = tflite_ops(flatbuffer)
+    if internals.LSTM_OP in ops or internals.RNN_OP in ops:  # the fused ops resize
         batch_axes = {name: 0 for name in feed}
         batch_axes["input"] = 0 if layer_config["batch_first"] else 1
     else:

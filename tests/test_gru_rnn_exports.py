@@ -1,6 +1,7 @@
-"""tflstm.GRU and GRUCell exported: SavedModels served in a separate process
-that cannot import tflstm (tests/serving_loader.py), and `.tflite` files run
-in LiteRT, against torch in float32.
+"""tflstm.GRU, GRUCell, RNN and RNNCell exported: SavedModels served in a
+separate process that cannot import tflstm (tests/serving_loader.py), and
+`.tflite` files run in LiteRT (the RNN's fused UNIDIRECTIONAL_SEQUENCE_RNN
+op among them), against torch in float32.
 
 The exports are built once per test run (`build_once`, tests/conftest.py)."""
 
@@ -12,6 +13,7 @@ import tensorflow as tf
 import torch
 from oracle import ATOL
 from test_export_saved_model import ONEDNN, serve_elsewhere
+from test_gru_rnn import KINDS
 
 import tflstm
 from converters import random_lengths
@@ -24,26 +26,29 @@ H_IN, H = 5, 7
 NOT_BUILTIN = ("CUSTOM", "FLEX", "DELEGATE")
 
 
-def gru_pair(seed: int, input_size=H_IN, hidden_size=H, scale=1.0, **cfg):
-    """torch.nn.GRU(seed) and the tflstm.GRU built from its state_dict."""
+def gru_pair(seed: int, input_size=H_IN, hidden_size=H, scale=1.0, kind="gru", **cfg):
+    """torch.nn.GRU(seed) (nn.RNN for an RNN `kind`) and the tflstm layer
+    built from its state_dict."""
+    k = KINDS[kind]
     torch.manual_seed(seed)
-    module = torch.nn.GRU(input_size, hidden_size, **cfg)
+    module = k.torch_layer(input_size, hidden_size, **k.options, **cfg)
     with torch.no_grad():
         for param in module.parameters():
             param.mul_(scale)
-    weights = {k: v.numpy() for k, v in module.state_dict().items()}
-    layer = tflstm.GRU.from_weights(
-        weights, input_size=input_size, hidden_size=hidden_size, **cfg
+    weights = {name: v.numpy() for name, v in module.state_dict().items()}
+    layer = k.layer.from_weights(
+        weights, input_size=input_size, hidden_size=hidden_size, **k.options, **cfg
     )
     return module, layer
 
 
-def cell_pair(seed: int, input_size=H_IN, hidden_size=H):
+def cell_pair(seed: int, input_size=H_IN, hidden_size=H, kind="gru"):
+    k = KINDS[kind]
     torch.manual_seed(seed)
-    module = torch.nn.GRUCell(input_size, hidden_size)
-    weights = {k: v.numpy() for k, v in module.state_dict().items()}
-    cell = tflstm.GRUCell.from_weights(
-        weights, input_size=input_size, hidden_size=hidden_size
+    module = k.torch_cell(input_size, hidden_size, **k.options)
+    weights = {name: v.numpy() for name, v in module.state_dict().items()}
+    cell = k.cell.from_weights(
+        weights, input_size=input_size, hidden_size=hidden_size, **k.options
     )
     return module, cell
 
@@ -91,7 +96,9 @@ def relative(got, want) -> float:
 SAVED = {
     "stacked": (0, dict(num_layers=2, bidirectional=True)),
     "plain": (1, dict(bias=False, batch_first=True)),
+    "rnn-stacked": (2, dict(num_layers=2, bidirectional=True, kind="rnn_relu")),
 }
+CELLS = {"cell": ("gru", 0), "rnn-cell": ("rnn_tanh", 1)}
 SHAPES = [(6, 3), (11, 1)]  # (L, N): two lengths and batch sizes, one file
 PACKED_STEPS, PACKED_BATCH = 7, 4
 
@@ -103,7 +110,8 @@ def saved_models(build_once):
             _, layer = gru_pair(seed, **cfg)
             export_saved_model(layer, folder / name)
             export_saved_model(layer, folder / f"{name}-packed", sequence_lengths=True)
-        export_saved_model(cell_pair(0)[1], folder / "cell")
+        for name, (kind, seed) in CELLS.items():
+            export_saved_model(cell_pair(seed, kind=kind)[1], folder / name)
 
     return build_once("gru-saved-models", build)
 
@@ -112,8 +120,9 @@ def test_saved_models_served_elsewhere_match_torch(saved_models, tmp_path):
     """Both signatures (`serving_default`: input -> output, h_n;
     `with_state`: input, h_0 -> output, h_n), with and without
     `sequence_lengths` (NaN padding), at two shapes from one file; a
-    GRUCell's (input[, h_0] -> h_1); all served in one process that cannot
-    import tflstm, with TensorFlow's oneDNN off and on (`serve_elsewhere`)."""
+    GRUCell's and an RNNCell's (input[, h_0] -> h_1); all served in one
+    process that cannot import tflstm, with TensorFlow's oneDNN off and on
+    (`serve_elsewhere`)."""
     rng = np.random.default_rng(0)
     jobs, expected = {}, {}
     for name, (seed, cfg) in SAVED.items():
@@ -139,23 +148,24 @@ def test_saved_models_served_elsewhere_match_torch(saved_models, tmp_path):
                 output, h_n = torch_outputs(module, x, hx, lengths)
                 expected[job] = {"output": output, "h_n": h_n}
 
-    module, _ = cell_pair(0)
-    x, h = (rng.standard_normal((4, n)).astype("float32") for n in (H_IN, H))
-    with torch.no_grad():
-        h_1 = module(torch.from_numpy(x), torch.from_numpy(h)).numpy()
-        h_1_zeros = module(torch.from_numpy(x)).numpy()
-    jobs["cell-with_state"] = (
-        saved_models / "cell",
-        "with_state",
-        {"input": x, "h_0": h},
-    )
-    expected["cell-with_state"] = {"h_1": h_1}
-    jobs["cell-serving_default"] = (
-        saved_models / "cell",
-        "serving_default",
-        {"input": x},
-    )
-    expected["cell-serving_default"] = {"h_1": h_1_zeros}
+    for name, (kind, seed) in CELLS.items():
+        module, _ = cell_pair(seed, kind=kind)
+        x, h = (rng.standard_normal((4, n)).astype("float32") for n in (H_IN, H))
+        with torch.no_grad():
+            h_1 = module(torch.from_numpy(x), torch.from_numpy(h)).numpy()
+            h_1_zeros = module(torch.from_numpy(x)).numpy()
+        jobs[f"{name}-with_state"] = (
+            saved_models / name,
+            "with_state",
+            {"input": x, "h_0": h},
+        )
+        expected[f"{name}-with_state"] = {"h_1": h_1}
+        jobs[f"{name}-serving_default"] = (
+            saved_models / name,
+            "serving_default",
+            {"input": x},
+        )
+        expected[f"{name}-serving_default"] = {"h_1": h_1_zeros}
 
     served_by = serve_elsewhere(jobs, tmp_path)
     assert list(served_by) == list(ONEDNN)
@@ -169,7 +179,7 @@ def test_saved_models_served_elsewhere_match_torch(saved_models, tmp_path):
                 error = max_error(served[job][key], value)
                 if not error <= ATOL["float32"]:
                     bad[setting, job, key] = error
-    assert len(expected) == len(SAVED) * 3 * 2 + 2
+    assert len(expected) == len(SAVED) * 3 * 2 + 2 * len(CELLS)
     assert not bad, bad
 
 
@@ -214,16 +224,30 @@ TFLITE = {
         dict(fixed_length=STEPS, graph="unrolled", sequence_lengths=True),
     ),
     "loop-packed": (3, PACKED, dict(graph="loop", sequence_lengths=True)),
+    # The RNN: its fused op (graph="auto" for a dynamic length), and the
+    # unrolled graph of the one core.
+    "rnn_relu-fused": (5, STACKED, dict()),
+    "rnn_tanh-unrolled": (6, STACKED, dict(fixed_length=STEPS)),
+    "rnn_tanh-fused-packed": (7, PACKED, dict(sequence_lengths=True)),
 }
+
+
+def kind_of(name: str) -> str:
+    return name.split("-")[0] if name.startswith("rnn") else "gru"
 
 
 def tflite_pair(name):
     seed, cfg, _ = TFLITE[name]
-    return gru_pair(seed, **cfg)
+    return gru_pair(seed, kind=kind_of(name), **cfg)
 
 
-def quantized_pair():
-    return gru_pair(4, Q_IN, Q_H, scale=Q_SCALE, **STACKED)
+def quantized_pair(kind="gru"):
+    # An RNN keeps torch's initial weights: doubled, its recurrent matrix's
+    # spectral radius passes 1 (about 1.15 at H = 64), a tanh RNN at the edge
+    # of chaos, which amplifies any rounding: 4.1-4.7% of the scale in every
+    # graph (fused, loop, unrolled) under "dynamic", against 1-2% here.
+    scale = 1.0 if kind.startswith("rnn") else Q_SCALE
+    return gru_pair(4, Q_IN, Q_H, scale=scale, kind=kind, **STACKED)
 
 
 @pytest.fixture(scope="module")
@@ -251,9 +275,16 @@ def flatbuffers(build_once):
             folder / "cell-dynamic.tflite",
             quantize="dynamic",
         )
+        export_tflite(cell_pair(2, kind="rnn_relu")[1], folder / "rnn-cell.tflite")
+        export_tflite(  # the fused RNN op, hybrid
+            quantized_pair("rnn_tanh")[1],
+            folder / "rnn-dynamic.tflite",
+            batch_size=BATCH,
+            quantize="dynamic",
+        )
 
-    folder = build_once("gru-tflite", build)
-    names = [*TFLITE, "cell", "dynamic", "cell-dynamic"]
+    folder = build_once("gru-rnn-tflite", build)
+    names = [*TFLITE, "cell", "dynamic", "cell-dynamic", "rnn-cell", "rnn-dynamic"]
     return {name: (folder / f"{name}.tflite").read_bytes() for name in names}
 
 
@@ -262,6 +293,11 @@ def check_ops(name, flatbuffer):
     assert not [op for op in ops if op.startswith(NOT_BUILTIN)], (name, ops)
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in ops
     pairs = 2 * 2  # layers * directions
+    if "fused" in name:  # one RNN op per layer and direction, nothing else
+        assert ops.count("UNIDIRECTIONAL_SEQUENCE_RNN") == pairs, ops
+        assert "FULLY_CONNECTED" not in ops and "WHILE" not in ops, ops
+        return
+    assert "UNIDIRECTIONAL_SEQUENCE_RNN" not in ops
     if name.startswith("loop"):  # two WHILE loops per layer and direction
         assert tflite_ops(flatbuffer).count("WHILE") == 2 * pairs, ops
     else:  # every step unrolled
@@ -271,22 +307,33 @@ def check_ops(name, flatbuffer):
 
 def test_tflite_graphs_match_torch(flatbuffers):
     """A bidirectional 2-layer GRU: the unrolled graph at its fixed length,
-    the loop at two lengths from one file; with and without h_0."""
+    the loop at two lengths from one file; with and without h_0. The same
+    RNN (relu) as the fused RNN op at two lengths and two batch sizes (the
+    fused op resizes), and (tanh) unrolled."""
     rng = np.random.default_rng(0)
     bad, checked = {}, 0
-    for name, lengths_of in (("unrolled", [STEPS]), ("loop", [STEPS, 17])):
+    for name, lengths_of in (
+        ("unrolled", [STEPS]),
+        ("loop", [STEPS, 17]),
+        ("rnn_relu-fused", [STEPS, 17]),
+        ("rnn_tanh-unrolled", [STEPS]),
+    ):
         flatbuffer = flatbuffers[name]
         check_ops(name, flatbuffer)
         module, layer = tflite_pair(name)
-        for steps, with_hx in itertools.product(lengths_of, (True, False)):
-            x, h0 = inputs(layer, steps, BATCH, rng)
+        batches = (BATCH, 3) if "fused" in name else (BATCH,)
+        for steps, batch, with_hx in itertools.product(
+            lengths_of, batches, (True, False)
+        ):
+            x, h0 = inputs(layer, steps, batch, rng)
             h0 = h0 if with_hx else None
             output, h_n = run_tflite(flatbuffer, layer.get_config(), x, h0)
             assert isinstance(h_n, np.ndarray)  # a GRU's h_n alone, as torch
             want = torch_outputs(module, x, h0)
-            bad.update(float32_misses((name, steps, with_hx), (output, h_n), want))
+            tag = (name, steps, batch, with_hx)
+            bad.update(float32_misses(tag, (output, h_n), want))
             checked += 1
-    assert checked == 6
+    assert checked == 2 + 4 + 8 + 2
     assert not bad, bad
 
 
@@ -309,6 +356,7 @@ def test_tflite_packed_sequences_match_torch(flatbuffers):
     for name, lengths_of in (
         ("unrolled-packed", [STEPS]),
         ("loop-packed", [STEPS, 11]),
+        ("rnn_tanh-fused-packed", [STEPS, 11]),
     ):
         flatbuffer = flatbuffers[name]
         check_ops(name, flatbuffer)
@@ -318,17 +366,20 @@ def test_tflite_packed_sequences_match_torch(flatbuffers):
             x, h0 = inputs(layer, steps, BATCH, rng)
             h0 = h0 if with_hx else None
             lengths = random_lengths(steps, BATCH, seed=steps)
+            # The fused op's graph zeroes the padding by a multiplication, as
+            # the LSTM's does (tests/test_export_tflite.py, PADDING): not NaN.
+            value = 7.0 if "fused" in name else np.nan
             output, h_n = run_tflite(
                 flatbuffer,
                 layer.get_config(),
-                padded(x, lengths, layer.batch_first).astype("float32"),
+                padded(x, lengths, layer.batch_first, value).astype("float32"),
                 h0,
                 sequence_lengths=lengths,
             )
             want = torch_outputs(module, x, h0, lengths)
             bad.update(float32_misses((name, steps, with_hx), (output, h_n), want))
             checked += 1
-    assert checked == 6
+    assert checked == 10
     assert not bad, bad
 
 
@@ -348,9 +399,12 @@ def test_tflite_static_shapes_are_checked(flatbuffers):
                 run_tflite(flatbuffers[name], layer.get_config(), x)
 
 
-def test_gru_cell_tflite_matches_torch(flatbuffers):
+@pytest.mark.parametrize(
+    ("name", "kind", "seed"), [("cell", "gru", 0), ("rnn-cell", "rnn_relu", 2)]
+)
+def test_cell_tflite_matches_torch(flatbuffers, name, kind, seed):
     """One step of builtin ops; `run_tflite` returns h_1 alone."""
-    flatbuffer = flatbuffers["cell"]
+    flatbuffer = flatbuffers[name]
     assert set(tflite_ops(flatbuffer)) <= {
         "FULLY_CONNECTED",
         "ADD",
@@ -360,7 +414,7 @@ def test_gru_cell_tflite_matches_torch(flatbuffers):
         "TANH",
         "SPLIT",
     }, tflite_ops(flatbuffer)
-    module, cell = cell_pair(0)
+    module, cell = cell_pair(seed, kind=kind)
     rng = np.random.default_rng(0)
     x, h = (rng.standard_normal((3, n)).astype("float32") for n in (H_IN, H))
     for hx in (h, None):
@@ -401,10 +455,37 @@ def test_dynamic_range_within_tolerance(flatbuffers):
     assert 1e-5 < relative(got, want) <= rtol, relative(got, want)
 
 
+def test_fused_rnn_op_dynamic_range_within_tolerance(flatbuffers):
+    """The RNN's fused op with int8 weights (a hybrid op, asymmetrically
+    quantized inputs) within QUANTIZED_RTOL["dynamic"], and quantized."""
+    flatbuffer = flatbuffers["rnn-dynamic"]
+    ops = tflite_ops(flatbuffer)
+    assert ops.count("UNIDIRECTIONAL_SEQUENCE_RNN") == 4, ops
+    float_size = len(export_tflite(quantized_pair("rnn_tanh")[1], graph="fused"))
+    assert len(flatbuffer) < 0.35 * float_size, (len(flatbuffer), float_size)
+    module, layer = quantized_pair("rnn_tanh")
+    x, h0 = inputs(layer, Q_STEPS, BATCH, np.random.default_rng(0), Q_IN)
+    h0 = (h0 * 0.5).astype("float32")
+    got = run_tflite(flatbuffer, layer.get_config(), x, h0)
+    want = torch_outputs(module, x, h0)
+    errors = [relative(g, w) for g, w in zip(got, want, strict=True)]
+    assert 1e-4 < errors[0] and max(errors) <= QUANTIZED_RTOL["dynamic"], errors
+
+
+def test_graph_auto_for_an_rnn():
+    """By measurement (tflstm.tflite.graphs.FUSED_AT_BATCH_1): the unrolled
+    graph for a fixed length (batch 1 too), the fused RNN op otherwise."""
+    layer = tflstm.RNN(H_IN, H)
+    fixed = tflite_ops(export_tflite(layer, fixed_length=STEPS))
+    assert "UNIDIRECTIONAL_SEQUENCE_RNN" not in fixed and "FULLY_CONNECTED" in fixed
+    dynamic = tflite_ops(export_tflite(layer))
+    assert dynamic.count("UNIDIRECTIONAL_SEQUENCE_RNN") == 1, dynamic
+
+
 GRU_REFUSED = (
     "Expected graph='auto', 'unrolled' or 'loop' and quantize=None, 'dynamic' "
-    "or 'float16' for a tflstm.GRU: TFLite's only fused recurrent op with a "
-    "16-bit integer state is the LSTM's. Received: "
+    "or 'float16' for a tflstm.GRU: TFLite has no fused op for it, and its only "
+    "fused recurrent op with a 16-bit integer state is the LSTM's. Received: "
 )
 
 
@@ -427,6 +508,17 @@ def test_fused_graph_and_int8_are_refused_for_a_gru(tmp_path):
             representative_data=data,
         )
     assert not (tmp_path / "refused.tflite").exists()  # refused before any work
+
+
+def test_int8_is_refused_for_an_rnn():
+    data = [np.zeros((STEPS, 1, H_IN), "float32")]
+    with pytest.raises(ValueError) as info:
+        export_tflite(tflstm.RNN(H_IN, H), quantize="int8", representative_data=data)
+    assert str(info.value) == (
+        "Expected quantize=None, 'dynamic' or 'float16' for a tflstm.RNN: "
+        "TFLite's only fused recurrent op with a 16-bit integer state is the "
+        "LSTM's. Received: quantize='int8'"
+    )
 
 
 def test_int8_refusal_reports_the_graph_that_was_passed():

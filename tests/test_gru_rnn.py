@@ -1,4 +1,5 @@
-"""tflstm.GRU and tflstm.GRUCell against torch.nn.GRU and nn.GRUCell.
+"""The cells with one state, `h`: tflstm.GRU, GRUCell, RNN and RNNCell (tanh
+and relu) against torch.nn.GRU, nn.GRUCell, nn.RNN and nn.RNNCell.
 
 torch is the oracle, as for the LSTM (tests/oracle.py): float64 outputs, h_n
 and every gradient over the option grid on both execution paths, float32 on
@@ -7,15 +8,17 @@ the float32 rule, dropout and initialisation, errors, the cell, Keras
 (config, `.keras` file, `fit`, XLA). The exports are in
 tests/test_gru_exports.py.
 
-oracle.py's `run_torch` / `run_tflstm` take an LSTM's `(h_0, c_0)`; a GRU has
-one state, `h_0`, a tensor: `gru_torch` / `gru_tflstm` below are the same
-with that one state, and return the same keys (`out0` = output, `out1` =
-h_n, `grad_input`, `grad_h_0`, `grad_<torch parameter name>`).
+Every test that exercises a cell's math runs for each kind in `KINDS`; the
+GRU takes the full option grid, the RNN's two nonlinearities its pairwise
+array (the options reach the same core, tested on the full grid by the GRU
+and the LSTM). Tests of the core alone (masks, graph mode, dropout's
+statistics, the call's errors) run on the GRU.
 """
 
 import itertools
 import math
 import re
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -42,6 +45,32 @@ from converters import random_lengths
 
 L, N, H_IN, H = 5, 3, 4, 6
 
+
+class Kind(NamedTuple):
+    """One cell with one state: torch's and tflstm's classes, and the options
+    that pick it (an RNN's nonlinearity)."""
+
+    torch_layer: type
+    torch_cell: type
+    layer: type
+    cell: type
+    options: dict
+    gates: int
+
+
+KINDS = {
+    "gru": Kind(torch.nn.GRU, torch.nn.GRUCell, tflstm.GRU, tflstm.GRUCell, {}, 3),
+    "rnn_tanh": Kind(
+        torch.nn.RNN, torch.nn.RNNCell, tflstm.RNN, tflstm.RNNCell,
+        {"nonlinearity": "tanh"}, 1,
+    ),
+    "rnn_relu": Kind(
+        torch.nn.RNN, torch.nn.RNNCell, tflstm.RNN, tflstm.RNNCell,
+        {"nonlinearity": "relu"}, 1,
+    ),
+}  # fmt: skip
+RNN_KINDS = ["rnn_tanh", "rnn_relu"]
+
 # torch.nn.GRU's options (no projection: an LSTM's only).
 OPTIONS = {
     "bias": [True, False],
@@ -60,10 +89,13 @@ def ids(config: dict) -> str:
     return "-".join(f"{k}={int(v)}" for k, v in config.items())
 
 
-def make_pair(dtype="float64", input_size=H_IN, hidden_size=H, seed=0, **cfg):
+def make_pair(
+    dtype="float64", input_size=H_IN, hidden_size=H, seed=0, kind="gru", **cfg
+):
+    k = KINDS[kind]
     torch.manual_seed(seed)
-    module = torch.nn.GRU(input_size, hidden_size, **cfg)
-    layer = tflstm.GRU(input_size, hidden_size, dtype=dtype, **cfg)
+    module = k.torch_layer(input_size, hidden_size, **k.options, **cfg)
+    layer = k.layer(input_size, hidden_size, dtype=dtype, **k.options, **cfg)
     copy_torch_weights(module, layer)
     return module, layer
 
@@ -94,20 +126,35 @@ def padded(x, lengths, batch_first, value=np.nan):
 
 # -- 1. parity over the option grid ------------------------------------------------
 
-PARITY_CASES = [pytest.param(c, "float64", id=f"{ids(c)}-float64") for c in GRID] + [
-    pytest.param(c, "float32", id=f"{ids(c)}-float32", marks=pytest.mark.numerics)
-    for c in PAIRWISE
-]
+PARITY_CASES = (
+    [pytest.param("gru", c, "float64", id=f"gru-{ids(c)}-float64") for c in GRID]
+    + [
+        pytest.param(
+            kind,
+            c,
+            "float32",
+            id=f"{kind}-{ids(c)}-float32",
+            marks=pytest.mark.numerics,
+        )
+        for kind in ("gru", "rnn_relu")
+        for c in PAIRWISE
+    ]
+    + [
+        pytest.param(kind, c, "float64", id=f"{kind}-{ids(c)}-float64")
+        for kind in RNN_KINDS
+        for c in PAIRWISE
+    ]
+)
 
 
-@pytest.mark.parametrize(("cfg", "dtype"), PARITY_CASES)
-def test_matches_torch(cfg, dtype):
+@pytest.mark.parametrize(("kind", "cfg", "dtype"), PARITY_CASES)
+def test_matches_torch(kind, cfg, dtype):
     """Output, h_n and the gradients of the input, h_0 and every weight;
     batched and unbatched, with and without h_0, on the training path (the
     hand-written BPTT) and the inference path (the loop, its gradient
-    recomputed): float64 on the full grid of the layer's options (every
-    pair of all seven options, and more), float32 on its pairwise array."""
-    module, layer = make_pair(dtype, **cfg)
+    recomputed): float64 on the full grid of the GRU's options, on the
+    pairwise array for each RNN; float32 on the pairwise array."""
+    module, layer = make_pair(dtype, kind=kind, **cfg)
     for batched, with_hx in itertools.product([True, False], [True, False]):
         x, h0 = make_inputs(cfg, batched=batched, with_hx=with_hx)
         want = run_torch(module, x, h0, dtype=dtype)
@@ -116,10 +163,12 @@ def test_matches_torch(cfg, dtype):
             assert_matches(want, got, ATOL[dtype])
 
 
-def test_weights_have_torch_names_shapes_and_order():
+@pytest.mark.parametrize("kind", KINDS)
+def test_weights_have_torch_names_shapes_and_order(kind):
+    k = KINDS[kind]
     for cfg in GRID:
-        module = torch.nn.GRU(H_IN, H, **cfg)
-        layer = tflstm.GRU(H_IN, H, **cfg)
+        module = k.torch_layer(H_IN, H, **k.options, **cfg)
+        layer = k.layer(H_IN, H, **k.options, **cfg)
         want = {n: tuple(p.shape) for n, p in module.named_parameters()}
         ours = {v.name: tuple(v.shape) for v in layer.trainable_weights}
         assert ours == want
@@ -128,11 +177,12 @@ def test_weights_have_torch_names_shapes_and_order():
             assert getattr(layer, name).name == name
 
 
-def test_h_n_layout_is_layer_times_d_plus_direction():
+@pytest.mark.parametrize("kind", KINDS)
+def test_h_n_layout_is_layer_times_d_plus_direction(kind):
     """h_n[layer*D + d]: the forward final state is output[-1], first half;
     the backward one output[0], second half."""
     cfg = dict(bias=True, batch_first=False, bidirectional=True, num_layers=2)
-    module, layer = make_pair(**cfg)
+    module, layer = make_pair(kind=kind, **cfg)
     x, _ = make_inputs(cfg, batched=True, with_hx=False)
     output, h_n = (t.numpy() for t in layer(x))
     np.testing.assert_array_equal(h_n[2], output[-1, :, :H])
@@ -141,9 +191,11 @@ def test_h_n_layout_is_layer_times_d_plus_direction():
     np.testing.assert_allclose(h_n, want, atol=ATOL["float64"], rtol=0)
 
 
-def test_scan_equals_python_loop_over_cell():
-    layer = tflstm.GRU(H_IN, H, dtype="float64", seed=3)
-    cell = tflstm.GRUCell(H_IN, H, dtype="float64")
+@pytest.mark.parametrize("kind", KINDS)
+def test_scan_equals_python_loop_over_cell(kind):
+    k = KINDS[kind]
+    layer = k.layer(H_IN, H, dtype="float64", seed=3, **k.options)
+    cell = k.cell(H_IN, H, dtype="float64", **k.options)
     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
         getattr(cell, name).assign(getattr(layer, f"{name}_l0"))
     rng = np.random.default_rng(0)
@@ -160,17 +212,23 @@ XLA_CFG = dict(bias=True, batch_first=True, bidirectional=True, num_layers=1)
 # kernel="loop" is what "auto" runs on a CPU for a GRU (no BlockLSTMV2);
 # "xla" compiles both paths (seconds per shape): one configuration.
 KERNEL_CASES = [
-    pytest.param(cfg, "loop", id=f"{ids(cfg)}-loop", marks=pytest.mark.numerics)
+    pytest.param(
+        "gru", cfg, "loop", id=f"gru-{ids(cfg)}-loop", marks=pytest.mark.numerics
+    )
     for cfg in PAIRWISE[:2]
-] + [pytest.param(XLA_CFG, "xla", id=f"{ids(XLA_CFG)}-xla")]
+] + [
+    pytest.param(kind, XLA_CFG, "xla", id=f"{kind}-{ids(XLA_CFG)}-xla")
+    for kind in ("gru", "rnn_relu")
+]
 
 
-@pytest.mark.parametrize(("cfg", "kernel"), KERNEL_CASES)
-def test_each_kernel_matches_torch(cfg, kernel):
+@pytest.mark.parametrize(("kind", "cfg", "kernel"), KERNEL_CASES)
+def test_each_kernel_matches_torch(kind, cfg, kernel):
     """float32, outputs and gradients, both paths, with and without h_0."""
+    k = KINDS[kind]
     torch.manual_seed(0)
-    module = torch.nn.GRU(H_IN, H, **cfg)
-    layer = tflstm.GRU(H_IN, H, **cfg, kernel=kernel)
+    module = k.torch_layer(H_IN, H, **k.options, **cfg)
+    layer = k.layer(H_IN, H, **k.options, **cfg, kernel=kernel)
     copy_torch_weights(module, layer)
     for with_hx in (True, False) if kernel == "loop" else (True,):
         x, h0 = make_inputs(cfg, batched=True, with_hx=with_hx)
@@ -226,24 +284,30 @@ def test_from_weights_with_torch_state_dict_matches_torch():
 # -- 2. packed sequences and masks ---------------------------------------------
 
 PACKED_STEPS, PACKED_BATCH = 6, 5
-PACKED_CASES = [
-    pytest.param(c, id=ids(c))
-    for c in pairwise(
-        [
-            dict(zip([*OPTIONS, "with_hx"], values, strict=True))
-            for values in itertools.product(*OPTIONS.values(), [False, True])
-        ]
+PACKED_GRID = pairwise(
+    [
+        dict(zip([*OPTIONS, "with_hx"], values, strict=True))
+        for values in itertools.product(*OPTIONS.values(), [False, True])
+    ]
+)
+# The RNN's: two rows each, between them every option on and off.
+PACKED_CASES = [pytest.param("gru", c, id=f"gru-{ids(c)}") for c in PACKED_GRID] + [
+    pytest.param(kind, c, id=f"{kind}-{ids(c)}")
+    for kind in RNN_KINDS
+    for c in (
+        dict(bias=True, batch_first=False, bidirectional=True, num_layers=2, with_hx=True),
+        dict(bias=False, batch_first=True, bidirectional=False, num_layers=1, with_hx=False),
     )
-]
+]  # fmt: skip
 
 
-@pytest.mark.parametrize("case", PACKED_CASES)
-def test_matches_torch_packed(case):
+@pytest.mark.parametrize(("kind", "case"), PACKED_CASES)
+def test_matches_torch_packed(kind, case):
     """Unsorted lengths holding 1 and L against torch's packed sequence:
     output (0 past each length), h_n and every gradient, both paths, float64;
     the padding is NaN and must never be read (nor reach a gradient)."""
     cfg = {k: case[k] for k in OPTIONS}
-    module, layer = make_pair(**cfg)
+    module, layer = make_pair(kind=kind, **cfg)
     lengths = random_lengths(PACKED_STEPS, PACKED_BATCH, seed=len(ids(case)))
     assert {1, PACKED_STEPS} <= set(lengths.tolist())
     x, h0 = make_inputs(
@@ -361,16 +425,20 @@ LONG = dict(steps=2000, batch=2, input_size=4, hidden_size=8, num_layers=2)
 
 @pytest.mark.slow
 @pytest.mark.numerics
-def test_long_sequence_float32_error_within_torchs_own():
+@pytest.mark.parametrize("kind", KINDS)
+def test_long_sequence_float32_error_within_torchs_own(kind):
     """L = 2,000, bidirectional, 2 layers, float32 weights and inputs: each
     tensor's error against torch in float64 within the float32 rule
     (`oracle.float32_error_bound`): the training path's outputs and every
     gradient ("training"), the inference path's outputs ("inference") and
-    its gradient, the training path's recomputed ("training")."""
+    its gradient, the training path's recomputed ("training"). A relu RNN
+    with torch's initialisation stays bounded here (its recurrent matrices'
+    spectral radius is about 0.6), as a trained one does: checked."""
+    k = KINDS[kind]
     case = dict(LONG)
     steps, batch = case.pop("steps"), case.pop("batch")
     torch.manual_seed(0)
-    module = torch.nn.GRU(**case, bidirectional=True).float()
+    module = k.torch_layer(**case, **k.options, bidirectional=True).float()
     rng = np.random.default_rng(0)
     x = rng.standard_normal((steps, batch, case["input_size"])).astype("float32")
     h0 = rng.standard_normal((2 * case["num_layers"], batch, case["hidden_size"]))
@@ -379,7 +447,8 @@ def test_long_sequence_float32_error_within_torchs_own():
     torch_errors = max_errors(
         reference, run_torch(module.float(), x, h0, dtype="float32")
     )
-    layer = tflstm.GRU(**case, bidirectional=True)
+    assert 0.1 < np.abs(reference["out0"]).max() < 20, "bounded, and not dead"
+    layer = k.layer(**case, **k.options, bidirectional=True)
     copy_torch_weights(module, layer)
     bad = {}
     for training in (True, False):
@@ -397,14 +466,11 @@ def test_long_sequence_float32_error_within_torchs_own():
 # -- 4. dropout and initialisation ---------------------------------------------
 
 
-def _dropout_pair(dropout, num_layers=3):
-    torch.manual_seed(0)
-    module = torch.nn.GRU(H_IN, 5, num_layers=num_layers, dropout=dropout).double()
-    layer = tflstm.GRU(
-        H_IN, 5, num_layers=num_layers, dropout=dropout, seed=3, dtype="float64"
+def _dropout_pair(dropout, num_layers=3, kind="gru"):
+    module, layer = make_pair(
+        "float64", hidden_size=5, kind=kind, num_layers=num_layers, dropout=dropout
     )
-    copy_torch_weights(module, layer)
-    return module, layer
+    return module.double(), layer
 
 
 def test_dropout_only_in_training():
@@ -418,10 +484,11 @@ def test_dropout_only_in_training():
     assert not np.allclose(a, want[0]) and not np.allclose(a, b)
 
 
-def test_dropout_one_drops_everything_between_layers_like_torch():
+@pytest.mark.parametrize("kind", ["gru", "rnn_tanh"])
+def test_dropout_one_drops_everything_between_layers_like_torch(kind):
     """p = 1: torch's training output is deterministic (layers after the
     first see zeros); the last layer's output is not dropped."""
-    module, layer = _dropout_pair(1.0)
+    module, layer = _dropout_pair(1.0, kind=kind)
     x = np.random.default_rng(0).standard_normal((L, N, H_IN))
     want = [t.detach().numpy() for t in module.train()(torch.from_numpy(x))]
     got = [t.numpy() for t in layer(x, training=True)]
@@ -461,9 +528,11 @@ def test_dropout_between_layers_statistics_and_last_layer():
     assert not recorded
 
 
-def test_init_is_pytorch_uniform_and_seedable():
+@pytest.mark.parametrize("kind", ["gru", "rnn_relu"])
+def test_init_is_pytorch_uniform_and_seedable(kind):
+    k = KINDS[kind]
     hidden = 64
-    layer = tflstm.GRU(H_IN, hidden, num_layers=2, bidirectional=True, seed=7)
+    layer = k.layer(H_IN, hidden, num_layers=2, bidirectional=True, seed=7)
     bound = 1 / math.sqrt(hidden)
     values = np.concatenate([w.numpy().ravel() for w in layer.trainable_weights])
     assert values.min() >= -bound and values.max() <= bound
@@ -472,14 +541,14 @@ def test_init_is_pytorch_uniform_and_seedable():
     assert abs(values.std() - std) < 0.02 * std
     assert np.abs(layer.bias_ih_l0.numpy()).max() > 0.5 * bound  # not zeroed
     assert not np.array_equal(layer.bias_ih_l0.numpy(), layer.bias_hh_l0.numpy())
-    again = tflstm.GRU(H_IN, hidden, num_layers=2, bidirectional=True, seed=7)
-    other = tflstm.GRU(H_IN, hidden, num_layers=2, bidirectional=True, seed=8)
+    again = k.layer(H_IN, hidden, num_layers=2, bidirectional=True, seed=7)
+    other = k.layer(H_IN, hidden, num_layers=2, bidirectional=True, seed=8)
     for a, b, c in zip(
         layer.get_weights(), again.get_weights(), other.get_weights(), strict=True
     ):
         np.testing.assert_array_equal(a, b)
         assert not np.array_equal(a, c)
-    cell = tflstm.GRUCell(H_IN, hidden, seed=1)
+    cell = k.cell(H_IN, hidden, seed=1)
     values = np.concatenate([w.numpy().ravel() for w in cell.trainable_weights])
     assert values.min() >= -bound and values.max() <= bound
     assert values.max() > 0.9 * bound
@@ -530,15 +599,51 @@ def test_constructor_errors(kwargs, error, message):
         (dict(proj_size=0), ValueError),
     ],
 )
-def test_constructor_errors_agree_with_torch(kwargs, error):
+@pytest.mark.parametrize("kind", ["gru", "rnn_tanh"])
+def test_constructor_errors_agree_with_torch(kind, kwargs, error):
     """torch refuses the same arguments, with the same exception type."""
+    k = KINDS[kind]
     args = dict(input_size=H_IN, hidden_size=H, num_layers=2) | kwargs
     with pytest.raises(error):
-        torch.nn.GRU(**args)
+        k.torch_layer(**args)
     with pytest.raises(error) as info:
-        tflstm.GRU(**args)
+        k.layer(**args)
     for name in kwargs:
         assert name in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("make", [tflstm.RNN, tflstm.RNNCell])
+def test_unknown_nonlinearity_refused_like_torch(make):
+    """torch.nn.RNN's message (nn.RNNCell only fails at its first call), with
+    what was received."""
+    with pytest.raises(
+        ValueError,
+        match=re.escape("Unknown nonlinearity 'gelu'. Select from 'tanh' or 'relu'."),
+    ):
+        torch.nn.RNN(H_IN, H, nonlinearity="gelu")
+    message = (
+        "Unknown nonlinearity 'gelu'. Select from 'tanh' or 'relu'. "
+        "Received: nonlinearity='gelu'"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make(H_IN, H, nonlinearity="gelu")
+    with pytest.raises(ValueError, match=re.escape("Received: nonlinearity=None")):
+        make(H_IN, H, nonlinearity=None)
+
+
+def test_relu_gradient_at_zero_is_torchs():
+    """relu's slope at exactly 0 is 0 in torch (threshold_backward): the
+    pre-activation 0 (zero weights and input) gives zero weight gradients
+    on both paths."""
+    module, layer = make_pair(kind="rnn_relu", num_layers=2)
+    for p in module.parameters():
+        torch.nn.init.zeros_(p)
+    copy_torch_weights(module, layer)
+    x = np.zeros((L, N, H_IN))
+    want = run_torch(module, x)
+    assert max(float(np.abs(v).max()) for v in want.values()) == 0
+    for training in (True, False):
+        assert_matches(want, run_tflstm(layer, x, training=training), 0.0)
 
 
 def test_dropout_with_one_layer_warns_like_torch():
@@ -634,12 +739,14 @@ def test_cell_constructor_errors(kwargs, error, message):
     "dtype", ["float64", pytest.param("float32", marks=pytest.mark.numerics)]
 )
 @pytest.mark.parametrize("bias", [True, False])
-def test_cell_matches_torch(bias, dtype):
+@pytest.mark.parametrize("kind", KINDS)
+def test_cell_matches_torch(kind, bias, dtype):
     """h' and the gradients of the input, h and every weight; batched and
     unbatched, with and without h."""
+    k = KINDS[kind]
     torch.manual_seed(0)
-    module = torch.nn.GRUCell(H_IN, H, bias=bias)
-    cell = tflstm.GRUCell(H_IN, H, bias=bias, dtype=dtype)
+    module = k.torch_cell(H_IN, H, bias=bias, **k.options)
+    cell = k.cell(H_IN, H, bias=bias, dtype=dtype, **k.options)
     copy_torch_weights(module, cell)
     rng = np.random.default_rng(0)
     for batched, with_hx in itertools.product([True, False], [True, False]):
@@ -651,31 +758,34 @@ def test_cell_matches_torch(bias, dtype):
         assert_matches(want, got, ATOL[dtype])
 
 
-def test_cell_weights_from_weights_and_config():
+@pytest.mark.parametrize("kind", KINDS)
+def test_cell_weights_from_weights_and_config(kind):
+    k = KINDS[kind]
     for bias in (True, False):
-        module = torch.nn.GRUCell(H_IN, H, bias=bias)
-        cell = tflstm.GRUCell(H_IN, H, bias=bias)
+        module = k.torch_cell(H_IN, H, bias=bias, **k.options)
+        cell = k.cell(H_IN, H, bias=bias, **k.options)
         want = {n: tuple(p.shape) for n, p in module.named_parameters()}
         assert {v.name: tuple(v.shape) for v in cell.trainable_weights} == want
         assert all(getattr(cell, n).name == n for n in want)
     torch.manual_seed(0)
-    module = torch.nn.GRUCell(H_IN, H)
-    cell = tflstm.GRUCell.from_weights(
-        {k: v.numpy() for k, v in module.state_dict().items()},
+    module = k.torch_cell(H_IN, H, **k.options)
+    cell = k.cell.from_weights(
+        {name: v.numpy() for name, v in module.state_dict().items()},
         input_size=H_IN,
         hidden_size=H,
         dtype="float64",
         seed=4,
         name="dec",
+        **k.options,
     )
     x = np.random.default_rng(0).standard_normal((N, H_IN))
     assert_matches(run_torch(module, x), run_tflstm(cell, x), ATOL["float64"])
     config = cell.get_config()
     for key, value in dict(
-        input_size=H_IN, hidden_size=H, bias=True, seed=4, name="dec"
+        input_size=H_IN, hidden_size=H, bias=True, seed=4, name="dec", **k.options
     ).items():
         assert config[key] == value, key
-    clone = tflstm.GRUCell.from_config(config)
+    clone = k.cell.from_config(config)
     assert clone.get_config() == config
     clone.set_weights(cell.get_weights())
     np.testing.assert_array_equal(clone(x), cell(x))
@@ -684,10 +794,12 @@ def test_cell_weights_from_weights_and_config():
 # -- 7. Keras ------------------------------------------------------------------
 
 
-def test_config_round_trip():
-    layer = tflstm.GRU(
-        H_IN, H, 3, False, True, 0.25, True, seed=5, kernel="loop", name="enc",
-        dtype="float64",
+@pytest.mark.parametrize("kind", KINDS)
+def test_config_round_trip(kind):
+    k = KINDS[kind]
+    layer = k.layer(
+        H_IN, H, 3, bias=False, batch_first=True, dropout=0.25, bidirectional=True,
+        seed=5, kernel="loop", name="enc", dtype="float64", **k.options,
     )  # fmt: skip
     config = layer.get_config()
     for key, value in dict(
@@ -703,10 +815,11 @@ def test_config_round_trip():
         kernel="loop",
         use_cudnn="auto",
         name="enc",
+        **k.options,
     ).items():
         assert config[key] == value, key
-    assert "proj_size" not in config  # torch.nn.GRU has none
-    clone = tflstm.GRU.from_config(config)
+    assert "proj_size" not in config  # torch.nn.GRU and nn.RNN have none
+    clone = k.layer.from_config(config)
     assert clone.get_config() == config
     clone.set_weights(layer.get_weights())
     x = np.random.default_rng(0).standard_normal((2, 5, H_IN))
@@ -730,14 +843,16 @@ def test_symbolic_shapes_and_time_major_model_input_refused():
         tflstm.GRU(H_IN, H)(keras.Input((None, H_IN)))
 
 
-def test_keras_file_round_trip_predicts_torchs_numbers(tmp_path):
-    """A batch_first GRU (return_state=False) in keras.Sequential, saved to
-    a `.keras` file and loaded back, predicts the same numbers, which are
+@pytest.mark.parametrize("kind", ["gru", "rnn_relu"])
+def test_keras_file_round_trip_predicts_torchs_numbers(kind, tmp_path):
+    """A batch_first GRU (RNN; return_state=False) in keras.Sequential, saved
+    to a `.keras` file and loaded back, predicts the same numbers, which are
     torch's (float32)."""
+    k = KINDS[kind]
     torch.manual_seed(0)
-    cfg = dict(num_layers=2, bidirectional=True, batch_first=True)
-    module = torch.nn.GRU(H_IN, H, **cfg)
-    layer = tflstm.GRU(H_IN, H, return_state=False, **cfg)
+    cfg = dict(num_layers=2, bidirectional=True, batch_first=True, **k.options)
+    module = k.torch_layer(H_IN, H, **cfg)
+    layer = k.layer(H_IN, H, return_state=False, **cfg)
     copy_torch_weights(module, layer)
     model = keras.Sequential([keras.Input((None, H_IN)), layer, keras.layers.Dense(2)])
     path = tmp_path / "gru.keras"
@@ -748,8 +863,8 @@ def test_keras_file_round_trip_predicts_torchs_numbers(tmp_path):
         model.predict(x, verbose=0), loaded.predict(x, verbose=0)
     )
     gru = loaded.layers[0]
-    assert isinstance(gru, tflstm.GRU) and gru.get_config() == layer.get_config()
-    assert gru.weight_hh_l1_reverse.shape == (3 * H, H)
+    assert isinstance(gru, k.layer) and gru.get_config() == layer.get_config()
+    assert gru.weight_hh_l1_reverse.shape == (k.gates * H, H)
     with torch.no_grad():
         want = module(torch.from_numpy(x))[0].numpy()
     np.testing.assert_allclose(gru(x), want, atol=ATOL["float32"], rtol=0)
@@ -757,25 +872,27 @@ def test_keras_file_round_trip_predicts_torchs_numbers(tmp_path):
 
 FIT_STEPS = 5
 FIT_CASES = [  # every pair of configuration, optimiser and dtype
-    pytest.param(dict(num_layers=2, bidirectional=True), "sgd", "float64", id="stacked-bidirectional-sgd-float64"),
-    pytest.param(dict(num_layers=2, bidirectional=True), "adam", "float32", id="stacked-bidirectional-adam-float32", marks=pytest.mark.numerics),
-    pytest.param(dict(bias=False), "sgd", "float32", id="no_bias-sgd-float32", marks=pytest.mark.numerics),
-    pytest.param(dict(bias=False), "adam", "float64", id="no_bias-adam-float64"),
+    pytest.param("gru", dict(num_layers=2, bidirectional=True), "sgd", "float64", id="gru-stacked-bidirectional-sgd-float64"),
+    pytest.param("gru", dict(num_layers=2, bidirectional=True), "adam", "float32", id="gru-stacked-bidirectional-adam-float32", marks=pytest.mark.numerics),
+    pytest.param("gru", dict(bias=False), "sgd", "float32", id="gru-no_bias-sgd-float32", marks=pytest.mark.numerics),
+    pytest.param("gru", dict(bias=False), "adam", "float64", id="gru-no_bias-adam-float64"),
+    pytest.param("rnn_relu", dict(num_layers=2, bidirectional=True), "adam", "float64", id="rnn_relu-stacked-bidirectional-adam-float64"),
+    pytest.param("rnn_tanh", dict(bias=False), "sgd", "float32", id="rnn_tanh-no_bias-sgd-float32", marks=pytest.mark.numerics),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("cfg", "optimizer", "dtype"), FIT_CASES)
-def test_fit_matches_torch_optimiser_steps(cfg, optimizer, dtype):
+@pytest.mark.parametrize(("kind", "cfg", "optimizer", "dtype"), FIT_CASES)
+def test_fit_matches_torch_optimiser_steps(kind, cfg, optimizer, dtype):
     """A few full-batch SGD (momentum) or Adam steps of torch and of Keras's
     `model.fit`, from the same weights and data, give the same weights
     (tests/test_training.py's optimisers and tolerances, float32-representable
     data and hyper-parameters)."""
+    k = KINDS[kind]
+    cfg = cfg | k.options
     torch.manual_seed(0)
-    module = torch.nn.GRU(H_IN, H, batch_first=True, **cfg).to(TORCH_DTYPES[dtype])
+    module = k.torch_layer(H_IN, H, batch_first=True, **cfg).to(TORCH_DTYPES[dtype])
     initial = {n: p.detach().numpy().copy() for n, p in module.named_parameters()}
-    layer = tflstm.GRU(
-        H_IN, H, batch_first=True, return_state=False, dtype=dtype, **cfg
-    )
+    layer = k.layer(H_IN, H, batch_first=True, return_state=False, dtype=dtype, **cfg)
     copy_torch_weights(module, layer)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((N, 7, H_IN)).astype("float32").astype(dtype)
@@ -811,13 +928,15 @@ def test_fit_matches_torch_optimiser_steps(cfg, optimizer, dtype):
     assert not bad, bad
 
 
-def test_jit_compiled_predict_evaluate_fit_match_torch():
+@pytest.mark.parametrize("kind", ["gru", "rnn_relu"])
+def test_jit_compiled_predict_evaluate_fit_match_torch(kind):
     """`model.compile(jit_compile=True)`: predict, evaluate and a fit step
     run inside XLA (the training kernel traced for XLA) and match torch."""
-    cfg = dict(num_layers=2, bidirectional=True, batch_first=True)
+    k = KINDS[kind]
+    cfg = dict(num_layers=2, bidirectional=True, batch_first=True, **k.options)
     torch.manual_seed(0)
-    module = torch.nn.GRU(H_IN, H, **cfg)
-    layer = tflstm.GRU(H_IN, H, return_state=False, **cfg)
+    module = k.torch_layer(H_IN, H, **cfg)
+    layer = k.layer(H_IN, H, return_state=False, **cfg)
     copy_torch_weights(module, layer)
     x = np.random.default_rng(0).standard_normal((4, 7, H_IN)).astype("float32")
     y = np.random.default_rng(1).standard_normal((4, 7, 2 * H)).astype("float32")

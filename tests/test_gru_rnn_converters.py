@@ -1,6 +1,8 @@
-"""The converters and the CLI on GRUs: discovery tells a GRU from an LSTM by
-its shapes, every source and format, round trips bit-exact, and `--verify`
-judged by the suite's rule (torch is the oracle throughout)."""
+"""The converters and the CLI on GRUs and RNNs: discovery tells a GRU, an RNN
+and an LSTM apart by their shapes, every source and format, round trips
+bit-exact, an RNN's nonlinearity (which a state_dict does not record), stock
+Keras (`GRU(reset_after=True)`, `SimpleRNN`), and `--verify` judged by the
+suite's rule (torch is the oracle throughout)."""
 
 import re
 
@@ -18,7 +20,8 @@ import keras
 
 
 class Model(torch.nn.Module):
-    """A speech-like model: an LSTM and a GRU encoder, a GRUCell decoder."""
+    """A speech-like model: an LSTM and a GRU encoder, a GRUCell decoder; a
+    relu RNN policy with an RNNCell head."""
 
     def __init__(self):
         super().__init__()
@@ -28,6 +31,8 @@ class Model(torch.nn.Module):
             5, 6, num_layers=2, bidirectional=True, batch_first=True
         )
         self.dec = torch.nn.GRUCell(12, 6, bias=False)
+        self.policy = torch.nn.RNN(5, 4, num_layers=2, nonlinearity="relu")
+        self.head = torch.nn.RNNCell(4, 3, nonlinearity="relu")
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +54,9 @@ def files(model, tmp_path_factory):
 
 EXPECTED = [
     "dec: nn.GRUCell(input_size=12, hidden_size=6, bias=False)",
+    "policy: nn.RNN(input_size=5, hidden_size=4, bias=True, num_layers=2, "
+    "bidirectional=False)",
+    "head: nn.RNNCell(input_size=4, hidden_size=3, bias=True)",
     "lstm: nn.LSTM(input_size=5, hidden_size=6, bias=True, num_layers=1, "
     "bidirectional=False, proj_size=2)",
     "enc: nn.GRU(input_size=5, hidden_size=6, bias=True, num_layers=2, "
@@ -62,7 +70,13 @@ def test_discovery_tells_each_module_by_its_shapes(files, suffix):
     described = sorted(s.describe().removeprefix("state.") for s in specs)
     assert described == sorted(EXPECTED)
     kinds = {s.prefix.removeprefix("state."): s.kind for s in specs}
-    assert kinds == {"dec": "GRUCell", "lstm": "LSTM", "enc": "GRU"}
+    assert kinds == {
+        "dec": "GRUCell",
+        "lstm": "LSTM",
+        "enc": "GRU",
+        "policy": "RNN",
+        "head": "RNNCell",
+    }
 
 
 @pytest.mark.parametrize("source", ["module", "state_dict", "numpy", "file"])
@@ -134,7 +148,7 @@ def test_gru_errors(model):
     with pytest.raises(
         TypeError,
         match=re.escape(
-            "Expected a tflstm.LSTM or tflstm.GRU. Received: an object of type GRUCell"
+            "Expected a tflstm.LSTM, GRU or RNN. Received: an object of type GRUCell"
         ),
     ):
         converters.to_keras(converters.from_torch(model, prefix="dec"))
@@ -298,3 +312,198 @@ def test_from_keras_gru_errors():
         converters.from_keras(
             built(keras.layers.GRU(3, recurrent_activation="hard_sigmoid"))
         )
+
+
+# -- the RNN: its nonlinearity is not in a state_dict ------------------------------
+
+
+@pytest.mark.parametrize("source", ["module", "state_dict", "numpy", "file"])
+def test_from_torch_builds_an_rnn_with_its_nonlinearity(model, files, source):
+    """A module records its nonlinearity; a state_dict does not (tanh, torch's
+    default, unless `nonlinearity=` says otherwise). Round trips bit-exact."""
+    given = {
+        "module": model,
+        "state_dict": model.state_dict(),
+        "numpy": {k: v.numpy() for k, v in model.state_dict().items()},
+        "file": files / "model.pt",
+    }[source]
+    prefix = "state.policy" if source == "file" else "policy"
+    layer = converters.from_torch(given, prefix=prefix)
+    assert isinstance(layer, tflstm.RNN)
+    assert layer.nonlinearity == ("relu" if source == "module" else "tanh")
+    layer = converters.from_torch(given, prefix=prefix, nonlinearity="relu")
+    assert layer.nonlinearity == "relu"
+    want = model.policy.state_dict()
+    back = converters.to_torch(layer)
+    assert list(back) == list(want)
+    for name, value in back.items():
+        expected = want[name].numpy()
+        np.testing.assert_array_equal(value, expected.astype(value.dtype))
+    assert converters.compare(layer, model.policy).ok
+
+
+def test_rnn_cell_module_config_and_compare(model):
+    cell = converters.from_torch(model, prefix="head")
+    assert isinstance(cell, tflstm.RNNCell) and cell.nonlinearity == "relu"
+    assert converters.torch_config(cell) == dict(
+        input_size=4, hidden_size=3, bias=True, nonlinearity="relu"
+    )
+    module = converters.to_torch_module(cell)
+    assert isinstance(module, torch.nn.RNNCell) and module.nonlinearity == "relu"
+    report = converters.compare(cell, model.head)
+    assert sorted(report) == ["h_1"] and report[report.worst].abs <= 1e-10
+
+    rnn = converters.from_torch(model, prefix="policy")
+    torch_rnn = converters.to_torch_module(rnn)
+    assert isinstance(torch_rnn, torch.nn.RNN) and torch_rnn.nonlinearity == "relu"
+    lengths = converters.random_lengths(20, 3)
+    report = converters.compare(rnn, model.policy, sequence_lengths=lengths)
+    assert sorted(report) == ["h_n", "output"] and report.ok
+    assert max(e.abs for e in report.values()) <= 1e-10
+
+
+def test_the_wrong_nonlinearity_is_caught_by_compare(model):
+    """What the CLI's note is about: the same weights with tanh are another
+    function, which `compare` against the relu module shows."""
+    state = {k: v for k, v in model.state_dict().items() if k.startswith("policy.")}
+    wrong = converters.from_torch(state, prefix="policy")
+    assert wrong.nonlinearity == "tanh"
+    assert not converters.compare(wrong, model.policy).ok
+    reference = converters.torch_module_from(state, "policy", nonlinearity="relu")
+    assert reference.nonlinearity == "relu"
+
+
+def test_nonlinearity_errors(model):
+    with pytest.raises(ValueError) as info:
+        converters.from_torch(model, prefix="enc", nonlinearity="relu")
+    assert str(info.value) == (
+        "`nonlinearity` applies to an nn.RNN or nn.RNNCell, not to an nn.GRU. "
+        "Received: nonlinearity='relu'"
+    )
+    with pytest.raises(ValueError, match=re.escape("Received: nonlinearity='gelu'")):
+        converters.from_torch(model, prefix="policy", nonlinearity="gelu")
+
+
+def test_cli_converts_rnns_in_every_format(files, tmp_path, capsys):
+    """`list` and `convert` say that the nonlinearity is not recorded;
+    `--nonlinearity relu` builds torch's model, which `--verify` checks in
+    every format; a pickled whole model records it."""
+    path = files / "model.pt"
+    code, out, err = cli(capsys, "list", path)
+    assert code == 0 and err == ""
+    assert "note: a state_dict does not record an nn.RNN's nonlinearity" in out
+    for output in ("policy.keras", "policy_savedmodel", "policy.tflite"):
+        code, out, err = cli(
+            capsys, "convert", path, tmp_path / output, "--prefix", "state.policy",
+            "--nonlinearity", "relu", "--verify",
+        )  # fmt: skip
+        assert code == 0, (output, out, err)
+        assert "RNN(input_size=5, hidden_size=4" in out and "nonlinearity=relu" in out
+        assert "OK: every tensor within its bound" in out
+        assert "note: built with nonlinearity='relu'; a state_dict" in out
+    code, out, err = cli(
+        capsys, "convert", path, tmp_path / "packed.tflite", "--prefix",
+        "state.policy", "--nonlinearity", "relu", "--sequence-lengths", "--verify",
+    )  # fmt: skip
+    assert code == 0 and "OK: every tensor within its bound" in out, out + err
+    code, out, err = cli(
+        capsys, "convert", path, tmp_path / "head.tflite", "--prefix", "state.head",
+        "--nonlinearity", "relu", "--verify",
+    )  # fmt: skip
+    assert code == 0 and re.search(r"^h_1 ", out, re.M), out + err
+    code, out, err = cli(
+        capsys, "to-torch", tmp_path / "policy.keras", tmp_path / "back.npz",
+        "--verify",
+    )  # fmt: skip
+    assert code == 0 and "state_dict of torch.nn.RNN(" in out, out + err
+    assert "nonlinearity=relu" in out
+    code, _, err = cli(
+        capsys, "convert", path, tmp_path / "x.keras", "--prefix", "state.enc",
+        "--nonlinearity", "relu",
+    )  # fmt: skip
+    assert code == 2 and "`nonlinearity` applies to an nn.RNN" in err, err
+    code, _, err = cli(
+        capsys, "convert", path, tmp_path / "q.tflite", "--prefix", "state.policy",
+        "--quantize", "int8",
+    )  # fmt: skip
+    assert code == 2 and "not an nn.RNN" in err, err
+
+
+def test_cli_reads_the_nonlinearity_of_a_pickled_model(model, tmp_path, capsys):
+    path = tmp_path / "whole.pt"
+    torch.save(model.policy, path)
+    code, out, _ = cli(capsys, "list", path, "--trust-pickle")
+    assert (
+        code == 0
+        and "nonlinearity='relu'" in out
+        and "note: a state_dict does not record an nn.RNN" not in out
+    )
+    code, out, err = cli(
+        capsys, "convert", path, tmp_path / "p.keras", "--trust-pickle", "--verify"
+    )
+    assert (
+        code == 0 and "nonlinearity='relu', as the pickled model records" in out + err
+    ), out + err
+
+
+# -- stock Keras: keras.layers.SimpleRNN ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(num_layers=1, bias=True, bidirectional=False, nonlinearity="tanh"),
+        dict(num_layers=2, bias=True, bidirectional=True, dropout=0.25, nonlinearity="relu"),
+        dict(num_layers=2, bias=False, bidirectional=False, nonlinearity="relu"),
+    ],
+    ids=["tanh", "relu-bidir2-dropout", "relu-no-bias"],
+)  # fmt: skip
+def test_keras_simple_rnn_round_trip_matches_torch(config):
+    """torch -> tflstm -> keras.layers.SimpleRNN(activation=nonlinearity)
+    computes torch's output; back, the summed bias sits in `bias_ih` (the
+    function is the same, as for the LSTM)."""
+    torch.manual_seed(1)
+    module = torch.nn.RNN(5, 6, batch_first=True, **config)
+    layer = converters.from_torch(module)
+    model = converters.to_keras(layer)
+    rnns = [lyr for lyr in model.layers if "rnn" in lyr.name or "bidir" in lyr.name]
+    assert len(rnns) == config["num_layers"]
+    x = np.random.default_rng(0).standard_normal((3, 7, 5)).astype("float32")
+    with torch.no_grad():
+        want = module.double().eval()(torch.from_numpy(x).double())[0].numpy()
+    assert np.abs(model(x).numpy() - want).max() <= 1e-6
+    back = converters.from_keras(model)
+    assert isinstance(back, tflstm.RNN)
+    assert converters.torch_config(back) == converters.torch_config(layer)
+    got = back(x)[0].numpy()
+    assert np.abs(got - want).max() <= 1e-6
+    if config["bias"]:
+        assert not back.bias_hh_l0.numpy().any()  # summed into bias_ih
+
+
+def test_from_keras_simple_rnn_errors():
+    x = np.zeros((1, 2, 4), "float32")
+    rnn = keras.layers.SimpleRNN(3, activation="sigmoid", name="rnn")
+    rnn(x)
+    with pytest.raises(ValueError) as info:
+        converters.from_keras(rnn)
+    assert str(info.value) == (
+        "Expected keras.layers.SimpleRNN at position 0 ('rnn') with "
+        "activation='tanh' or 'relu', the nonlinearities of torch.nn.RNN. "
+        "Received: activation='sigmoid'"
+    )
+    mixed = keras.Sequential(
+        [
+            keras.Input((None, 4)),
+            keras.layers.SimpleRNN(3, return_sequences=True),
+            keras.layers.SimpleRNN(3, activation="relu", return_sequences=True),
+        ]
+    )
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "Expected layers of one kind, as a torch module has. Received: "
+            "rnn (relu), rnn (tanh) layers"
+        ),
+    ):
+        converters.from_keras(mixed)
