@@ -5,16 +5,23 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test lint format setup clean bench bench-floors bench-tflite notebook
+.PHONY: demo test lint format setup clean bench bench-floors bench-tflite notebook docs docs-serve
 
 demo: $(DEMO_STAMP)  ## port the bundled PyTorch model and print the parity report
 	$(PY) examples/port_checkpoint.py
 
-test: $(STAMP)  ## lint, layering; the whole suite on 2 workers and, beside it, types and the oneDNN-sensitive tests with oneDNN flipped
+test: $(STAMP)  ## lint, layering, the docs site built strictly; the whole suite on 2 workers and, beside it, types and the oneDNN-sensitive tests with oneDNN flipped
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir $(VENV)/site
 	$(PY) .ci/suite.py
+
+docs: $(STAMP)  ## the documentation site, strictly (a broken link or reference fails), into site/
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+docs-serve: $(STAMP)  ## serve the documentation site at http://127.0.0.1:8000, rebuilt on every change
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 notebook: $(STAMP)  ## re-run the walkthrough notebook, writing its outputs in place
 	$(PY) -c "import nbformat; from nbclient import NotebookClient; \

@@ -32,7 +32,7 @@ times, as the median of REPEATS runs after WARMUP:
 It reports ratios tflstm/keras and tflstm/torch, achieved GFLOP/s against a
 measured matmul peak, and the peak memory (RSS growth) of one forward pass at
 L = 2,000 for Keras and tflstm, each in a fresh process. Results go to
-`results.json`, `results.md` (the table in the README) and `results.png`
+`results.json`, `results.md` (a page of the docs' benchmarks) and `results.png`
 (`results_gru.*` for the GRU, `results_rnn.*` for the RNN),
 with the oneDNN state and the CPU's vector extensions of each run. Timings,
 not tests: the machines are shared and noisy (10-20% between runs).

@@ -393,12 +393,13 @@ def _worst(rows: list[dict]) -> dict[tuple, float]:
 
 
 def readme_section(result: dict, earlier: dict[tuple, float]) -> list[str]:
-    """The paragraph and table for the README's accuracy section."""
+    """The paragraph and table for the export guide's accuracy section
+    (docs/guides/export.md)."""
     worst = _worst(result["rows"])
     states = [v for c in result["cell_state_max"].values() for v in c.values()]
     low, high = min(states), max(states)
     lines = [
-        "## For the README (accuracy section)",
+        "## For the export guide (docs/guides/export.md, accuracy section)",
         "",
         "Published checkpoints are harder than random layers "
         "(`benchmarks/quantize_real.py`: Resemblyzer's 3 x 256 speaker "

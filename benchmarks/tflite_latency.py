@@ -6,7 +6,7 @@ process, interleaved.
         [--litert-torch-python PY | --litert-torch-models DIR]
         [--threads 2] [--rounds 3] [--repeats 15]
 
-Two rows of the README's speed table, nn.LSTM(H_in=40) with seed 0:
+Two rows of the speed table of docs/guides/export.md, nn.LSTM(H_in=40) with seed 0:
 streaming (L=50, N=1, H=256) and batched (L=100, N=32, H=128). For each,
 in LiteRT (XNNPACK, `--threads`), against torch with the same threads:
 

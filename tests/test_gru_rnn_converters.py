@@ -79,15 +79,21 @@ def test_discovery_tells_each_module_by_its_shapes(files, suffix):
     }
 
 
-@pytest.mark.parametrize("source", ["module", "state_dict", "numpy", "file"])
-def test_from_torch_builds_a_gru_and_round_trips_bit_exact(model, files, source):
+def sourced(model, files, source: str, name: str) -> tuple:
+    """The model as `from_torch` takes it from `source`, and the prefix of
+    its module `name` there (a file's state_dict sits under "state")."""
     given = {
         "module": model,
         "state_dict": model.state_dict(),
         "numpy": {k: v.numpy() for k, v in model.state_dict().items()},
         "file": files / "model.pt",
     }[source]
-    prefix = "state.enc" if source == "file" else "enc"
+    return given, f"state.{name}" if source == "file" else name
+
+
+@pytest.mark.parametrize("source", ["module", "state_dict", "numpy", "file"])
+def test_from_torch_builds_a_gru_and_round_trips_bit_exact(model, files, source):
+    given, prefix = sourced(model, files, source, "enc")
     layer = converters.from_torch(given, prefix=prefix)
     assert isinstance(layer, tflstm.GRU)
     assert layer.batch_first is (source == "module")  # a module records it
@@ -321,13 +327,7 @@ def test_from_keras_gru_errors():
 def test_from_torch_builds_an_rnn_with_its_nonlinearity(model, files, source):
     """A module records its nonlinearity; a state_dict does not (tanh, torch's
     default, unless `nonlinearity=` says otherwise). Round trips bit-exact."""
-    given = {
-        "module": model,
-        "state_dict": model.state_dict(),
-        "numpy": {k: v.numpy() for k, v in model.state_dict().items()},
-        "file": files / "model.pt",
-    }[source]
-    prefix = "state.policy" if source == "file" else "policy"
+    given, prefix = sourced(model, files, source, "policy")
     layer = converters.from_torch(given, prefix=prefix)
     assert isinstance(layer, tflstm.RNN)
     assert layer.nonlinearity == ("relu" if source == "module" else "tanh")

@@ -1,8 +1,9 @@
-"""Every Python block of the README runs as written, quietly (no TensorFlow,
-absl, converter or LiteRT log line reaches stderr, file descriptor 2, where
-C++ logging goes), and in the environment that `make demo` sets up
-(`requirements-demo.txt`): what a block imports, and the optional
-dependencies that tflstm imports on demand for it, are installed there."""
+"""Every Python block of the README and of the documentation's pages
+(docs/**/*.md) runs as written, quietly (no TensorFlow, absl, converter or
+LiteRT log line reaches stderr, file descriptor 2, where C++ logging goes), and
+in the environment that `make demo` sets up (`requirements-demo.txt`): what a
+block imports, and the optional dependencies that tflstm imports on demand for
+it, are installed there."""
 
 import ast
 import importlib.metadata
@@ -18,7 +19,16 @@ from _tflstm.extras import MissingExtraError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
+# (page, index within the page, source)
+BLOCKS = [
+    (page.relative_to(ROOT).as_posix(), i, block)
+    for page in PAGES
+    for i, block in enumerate(
+        re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.DOTALL)
+    )
+]
+IDS = [f"{page}-{i}" for page, i, _ in BLOCKS]
 # glog/absl lines ("I0000 00:00:... file.cc:12] ..."), absl's Python logger,
 # TensorFlow's Python logger, LiteRT's delegate line.
 NOISE = re.compile(
@@ -79,23 +89,27 @@ def _run_as_in_demo(source: str, name: str, provided: set[str], monkeypatch) -> 
         pytest.fail(f"{name} needs {e.name}, not in requirements-demo.txt: {e}")
 
 
-def test_readme_has_python_blocks():
-    assert len(BLOCKS) >= 6
+def test_readme_and_docs_have_python_blocks():
+    pages = {page for page, _, _ in BLOCKS}
+    assert "README.md" in pages and "docs/guides/port.md" in pages
+    assert len(BLOCKS) >= 8
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_block_imports_what_make_demo_installs(index):
-    undeclared = _undeclared_imports(BLOCKS[index], DEMO)
+@pytest.mark.parametrize("block", BLOCKS, ids=IDS)
+def test_block_imports_what_make_demo_installs(block):
+    page, index, source = block
+    undeclared = _undeclared_imports(source, DEMO)
     assert not undeclared, (
-        f"README.md block {index} imports modules that no distribution in "
+        f"{page} block {index} imports modules that no distribution in "
         f"requirements-demo.txt provides (module: distributions here): {undeclared}"
     )
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_block_runs_quietly(index, tmp_path, monkeypatch, capfd):
+@pytest.mark.parametrize("block", BLOCKS, ids=IDS)
+def test_block_runs_quietly(block, tmp_path, monkeypatch, capfd):
+    page, index, source = block
     monkeypatch.chdir(tmp_path)
-    _run_as_in_demo(BLOCKS[index], f"README.md block {index}", DEMO, monkeypatch)
+    _run_as_in_demo(source, f"{page} block {index}", DEMO, monkeypatch)
     err = capfd.readouterr().err
     assert not NOISE.search(err), err
 

@@ -29,7 +29,7 @@ from tflstm.cells.base import Cell, Recurrent, State
 # Every path uses TensorFlow's own sigmoid and tanh in the compute dtype:
 # float64 activations on the training path bought no accuracy that the
 # float32 criterion of tests/test_long.py can see, and cost a tenth to a
-# quarter of a training step (README, "How equality is checked").
+# quarter of a training step (docs/equality.md).
 
 
 class Weights(NamedTuple):
@@ -166,7 +166,7 @@ def take(t: tf.Tensor, d: int) -> tf.Tensor:
     """`t[d]` of a (D, ...) tensor, as a slice and a reshape: `t[d]` becomes a
     shrinking STRIDED_SLICE in TFLite, which LiteRT's XNNPACK delegate does not
     take; one such op before the recurrence split the unrolled graph into two
-    delegated partitions (README, "Measurements behind the code")."""
+    delegated partitions (docs/guides/kernels.md, "Measurements behind the code")."""
     rank = len(t.shape)
     part = tf.slice(t, [d] + [0] * (rank - 1), [1] + [-1] * (rank - 1))
     return tf.reshape(part, dims(t)[1:])
@@ -235,8 +235,8 @@ def unstack_steps(
 def _xla_steps(t: tf.Tensor, t0: Any, k: int) -> list[tf.Tensor]:
     """`[t[t0], ..., t[t0 + k - 1]]`: XLA:CPU runs a one-step index at the
     speed of a copy, but `tf.slice` with a computed start 10-50x slower
-    (README, "Measurements behind the code"); under TensorFlow's executor
-    the one slice is the faster."""
+    (docs/guides/kernels.md, "Measurements behind the code"); under
+    TensorFlow's executor the one slice is the faster."""
     return [t[t0 + j] for j in range(k)]
 
 

@@ -94,8 +94,9 @@ class GRU(RecurrentLayer):
             `(3*hidden_size, D*hidden_size)`; the rows are `W_ir|W_iz|W_in`.
         weight_hh_l{k}: `(3*hidden_size, hidden_size)`.
         bias_ih_l{k}, bias_hh_l{k}: `(3*hidden_size,)`, only with `bias=True`.
-        The backward direction's weights end in `_reverse`. All are initialised
-        from `U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`.
+
+    The backward direction's weights end in `_reverse`. All are initialised
+    from `U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`.
 
     Example:
 
@@ -183,7 +184,8 @@ class GRUCell(CellLayer):
         weight_ih: `(3*hidden_size, input_size)`, rows `W_ir|W_iz|W_in`.
         weight_hh: `(3*hidden_size, hidden_size)`.
         bias_ih, bias_hh: `(3*hidden_size,)`, only with `bias=True`.
-        All are initialised from `U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`.
+
+    All are initialised from `U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`.
 
     Example:
 

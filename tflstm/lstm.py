@@ -130,8 +130,9 @@ class LSTM(RecurrentLayer):
         weight_hh_l{k}: `(4*hidden_size, H_out)`.
         bias_ih_l{k}, bias_hh_l{k}: `(4*hidden_size,)`, only with `bias=True`.
         weight_hr_l{k}: `(proj_size, hidden_size)`, only with `proj_size > 0`.
-        The backward direction's weights end in `_reverse`. All are initialised
-        from `U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`.
+
+    The backward direction's weights end in `_reverse`. All are initialised
+    from `U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`.
 
     Example:
 

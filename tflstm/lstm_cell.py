@@ -47,7 +47,8 @@ class LSTMCell(CellLayer):
         weight_ih: `(4*hidden_size, input_size)`, rows `W_ii|W_if|W_ig|W_io`.
         weight_hh: `(4*hidden_size, hidden_size)`.
         bias_ih, bias_hh: `(4*hidden_size,)`, only with `bias=True`.
-        All are initialised from `U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`.
+
+    All are initialised from `U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`.
 
     Example:
 

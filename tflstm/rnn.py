@@ -89,8 +89,9 @@ class RNN(RecurrentLayer):
             `(hidden_size, D*hidden_size)`.
         weight_hh_l{k}: `(hidden_size, hidden_size)`.
         bias_ih_l{k}, bias_hh_l{k}: `(hidden_size,)`, only with `bias=True`.
-        The backward direction's weights end in `_reverse`. All are initialised
-        from `U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`.
+
+    The backward direction's weights end in `_reverse`. All are initialised
+    from `U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`.
 
     Example:
 
@@ -183,7 +184,8 @@ class RNNCell(CellLayer):
         weight_ih: `(hidden_size, input_size)`.
         weight_hh: `(hidden_size, hidden_size)`.
         bias_ih, bias_hh: `(hidden_size,)`, only with `bias=True`.
-        All are initialised from `U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`.
+
+    All are initialised from `U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`.
 
     Example:
 

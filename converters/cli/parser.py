@@ -110,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
         "heavy-tailed weights 8 bits do not serve (the export warns). --verify "
         "then checks the error relative to each tensor's largest magnitude "
         "against the mode's tolerance (2%% dynamic, 5%% int8, 1%% float16), "
-        "which it prints; the README's accuracy table says what holds on "
-        "real checkpoints",
+        "which it prints; the accuracy table of the export guide "
+        "(docs/guides/export.md) says what holds on real checkpoints",
     )
     p.add_argument(
         "--representative-data",

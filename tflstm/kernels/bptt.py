@@ -136,9 +136,9 @@ def contract(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     loop, keep the error at torch's level (benchmarks/float32_errors.py; larger
     blocks came closer to the float32 bound). The loop never holds more than
     one (A, B) product, and is faster than one batched matmul over all blocks
-    followed by their sum (README, "Measurements behind the code"). Each block
-    is read with a scalar index, which XLA runs at the speed of a copy (see
-    `tflstm._ops._xla_steps`).
+    followed by their sum (docs/guides/kernels.md, "Measurements behind the
+    code"). Each block is read with a scalar index, which XLA runs at the
+    speed of a copy (see `tflstm._ops._xla_steps`).
     """
     a = tf.reshape(a, [-1, dims(a)[-1]])
     b = tf.reshape(b, [-1, dims(b)[-1]])

@@ -43,8 +43,8 @@ from tflstm._ops import (
 
 # Steps per while-loop iteration: fewer iterations copy the loop's tensors
 # fewer times, but up to CHUNK - 1 remaining steps run one at a time; 16 was
-# the best balance over L = 100 to 3,000 (README, "Measurements behind the
-# code").
+# the best balance over L = 100 to 3,000 (docs/guides/kernels.md, "Measurements
+# behind the code").
 CHUNK = 16
 
 

@@ -140,10 +140,11 @@ def inline(facts: KernelFacts) -> bool:
 
 
 def _fastest_inference_kernel(facts: KernelFacts) -> str:
-    """The default inference kernel on a CPU, by measurement (README,
-    "Measurements behind the code"): BlockLSTMV2 computes [x, h] @ w at every
-    step with Eigen's matmul, the loop projects the input a block of steps at
-    a time (with oneDNN's matmul where it is on). So BlockLSTMV2 wins for
+    """The default inference kernel on a CPU, by measurement
+    (docs/guides/kernels.md, "Measurements behind the code"): BlockLSTMV2
+    computes [x, h] @ w at every step with Eigen's matmul, the loop projects
+    the input a block of steps at a time (with oneDNN's matmul where it is
+    on). So BlockLSTMV2 wins for
     small batches and hidden sizes up to BLOCK_MAX_HIDDEN; it keeps seven
     (L, N, H) sequences, so it is used up to BLOCK_MAX_BATCH only. TensorFlow's
     oneDNN setting does not change the choice within those sizes, so it is

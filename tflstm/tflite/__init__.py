@@ -18,7 +18,7 @@
   tensor at each iteration).
 
 `graph="auto"` (the default) chooses by measurement (`choose_graph`; the
-figures are in the README, "Export for serving", from `make bench-tflite`):
+figures are in docs/guides/export.md, from `make bench-tflite`):
 the fused op for a dynamic length, a fixed length above `UNROLL_MAX_LENGTH`
 (unrolling more costs conversion time and about 2 KB of file per step),
 `quantize="int8"` and an LSTM's batch size of 1; the unrolled graph for a
@@ -49,7 +49,7 @@ Quantization (`quantize=`), as TFLite defines it:
 Each mode is held to `QUANTIZED_RTOL`. 8 bits do not serve a model with a long
 memory: rounding errors add up over the steps the cell state keeps, so on
 published checkpoints both 8-bit modes miss their tolerance while float16
-meets it (README, "Export for serving"; benchmarks/quantize_real.md).
+meets it (docs/guides/export.md; benchmarks/quantize_real.md).
 `export_tflite` warns (`QuantizationWarning`) where it predicts a miss
 (`quantization_risks`): int8 with heavy-tailed weights, and either mode when
 the cell state exceeds `LONG_MEMORY_CELL_STATE` on `representative_data`.
@@ -74,7 +74,7 @@ Keras's own `model.export(path, format="litert")` of a model holding a
 `tflstm.LSTM` gives builtin ops only too, with Keras's dynamic batch and
 length: the layer then runs `tflstm.kernels.litert.buffer_loop_forward`, a
 while loop writing into a preallocated buffer, whose time grows with the
-square of L (README, "Export for serving"). `export_tflite` is the linear
+square of L (docs/guides/export.md). `export_tflite` is the linear
 path.
 """
 

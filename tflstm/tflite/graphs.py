@@ -23,8 +23,8 @@ GRAPHS = ("auto", "fused", "unrolled", "loop")
 # time and file size grow too much).
 UNROLL_MAX_LENGTH = 256
 # The fused ops that `graph="auto"` prefers to the unrolled graph at batch 1
-# (benchmarks/tflite_latency.py and the README's "Measurements behind the
-# code"): the LSTM's; the RNN's op ran slower than its unrolled graph at
+# (benchmarks/tflite_latency.py and docs/guides/kernels.md, "Measurements behind
+# the code"): the LSTM's; the RNN's op ran slower than its unrolled graph at
 # every size measured.
 FUSED_AT_BATCH_1 = ("UNIDIRECTIONAL_SEQUENCE_LSTM",)
 

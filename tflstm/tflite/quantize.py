@@ -37,7 +37,7 @@ QUANTIZE_MODES = (None, "dynamic", "int8", "float16")
 # The error that a quantized model is held to (by the tests and
 # `tflstm-convert --verify`), relative to each tensor's largest magnitude: a
 # margin over what the modes give on random layers and the bundled demo model
-# (README, "Measurements behind the code").
+# (docs/guides/kernels.md, "Measurements behind the code").
 QUANTIZED_RTOL = {"dynamic": 2e-2, "int8": 5e-2, "float16": 1e-2}
 
 
@@ -45,7 +45,8 @@ QUANTIZED_RTOL = {"dynamic": 2e-2, "int8": 5e-2, "float16": 1e-2}
 # gate matrix of the fused op, a projection) covers weights whose largest
 # magnitude exceeds this many times their median, most of them keep a handful
 # of int8 levels. The bound lies between the spreads of trained matrices that
-# 8 bits serve and those they do not (README, "Measurements behind the code").
+# 8 bits serve and those they do not (docs/guides/kernels.md, "Measurements
+# behind the code").
 # Under "dynamic", such a matrix keeps its float32 weights (in the fused op:
 # its whole layer and direction); "int8" cannot, and `export_tflite` warns.
 HEAVY_TAIL_RATIO = 50.0
@@ -54,7 +55,8 @@ HEAVY_TAIL_RATIO = 50.0
 # Long memory: quantization errors add up over the steps during which the
 # forget gate keeps the cell state, and the largest |c_t| shows it. Above
 # this bound (checked on `representative_data`) `export_tflite` warns; below
-# it a model may still miss (README, "Measurements behind the code").
+# it a model may still miss (docs/guides/kernels.md, "Measurements behind the
+# code").
 LONG_MEMORY_CELL_STATE = 20.0
 
 
