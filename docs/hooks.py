@@ -6,6 +6,9 @@ drift from it.
   first lines give the machine and the date of the figures.
 - `<!-- tflstm-convert: COMMAND -->` in a page: the command's `--help`, as
   `converters.cli.parser` prints it.
+- `<!-- include: benchmarks/NAME.md -->` in a page: that file as the
+  benchmark script wrote it (its machine and date first), so that a guide's
+  tables are the measured ones.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from mkdocs.structure.files import File, Files
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
 CLI_MARKER = re.compile(r"<!-- tflstm-convert: ?(\S*) -->")
+INCLUDE_MARKER = re.compile(r"<!-- include: (benchmarks/[\w.-]+\.md) -->")
 
 
 def on_files(files: Files, config) -> Files:
@@ -62,5 +66,13 @@ def _help(command: str) -> str:
     return f"```text\n{out.getvalue().rstrip()}\n```"
 
 
+def _include(path: str) -> str:
+    text = (ROOT / path).read_text()
+    if text.startswith("# "):  # the page's title: the guide has its own
+        text = text.partition("\n")[2]
+    return f"*From `{path}`, as the benchmark script wrote it:*\n\n{text.strip()}"
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
+    markdown = INCLUDE_MARKER.sub(lambda m: _include(m[1]), markdown)
     return CLI_MARKER.sub(lambda m: _help(m[1]), markdown)
