@@ -261,3 +261,38 @@ def test_fused_op_runs_float_weights_after_hybrid_conversion(monkeypatch):
     assert not internals.is_hybrid(kept)
     got, _ = run_tflite(kept, layer.get_config(), x)
     np.testing.assert_allclose(got, want, atol=RUNTIME_ATOL)
+
+
+def test_rnn_op_written_from_the_lstm_op_runs_in_litert():
+    """Section 7: the schema's RNN op and options, the LSTM operands that
+    `as_rnn_ops` keeps (gate i's weights, its bias, the h state), and LiteRT's
+    kernel reading them in that order with the activation fused."""
+    schema = internals._schema()
+    assert hasattr(schema.BuiltinOperator, internals.RNN_OP)
+    assert hasattr(schema.BuiltinOptions, "SequenceRNNOptions")
+    options = schema.SequenceRNNOptionsT()
+    for field in ("timeMajor", "fusedActivationFunction", "asymmetricQuantizeInputs"):
+        assert hasattr(options, field), field
+    assert schema.ActivationFunctionType.RELU == internals.RNN_ACTIVATIONS["relu"]
+    assert schema.ActivationFunctionType.TANH == internals.RNN_ACTIVATIONS["tanh"]
+    torch.manual_seed(0)
+    module = torch.nn.RNN(H_IN, H, nonlinearity="relu")
+    layer = converters.from_torch(module)
+    flatbuffer = export_tflite(layer, batch_size=BATCH, graph="fused")
+    model = internals.load(flatbuffer)
+    ops = internals.op_names(flatbuffer)
+    assert ops.count(internals.RNN_OP) == 1 and internals.LSTM_OP not in ops, ops
+    rnn = next(
+        o for o in model.subgraphs[0].operators
+        if internals._code(model, o) == getattr(schema.BuiltinOperator, internals.RNN_OP)
+    )  # fmt: skip
+    shapes = [list(model.subgraphs[0].tensors[i].shape) for i in rnn.inputs]
+    assert shapes[1:] == [[H, H_IN], [H, H], [H], [BATCH, H]], shapes
+    assert model.subgraphs[0].tensors[rnn.inputs[4]].isVariable
+    x = np.random.default_rng(0).standard_normal((STEPS, BATCH, H_IN))
+    x = x.astype("float32")
+    output, h_n = run_tflite(flatbuffer, layer.get_config(), x)
+    with torch.no_grad():
+        want, want_h = module(torch.from_numpy(x))
+    np.testing.assert_allclose(output, want.numpy(), atol=RUNTIME_ATOL, rtol=0)
+    np.testing.assert_allclose(h_n, want_h.numpy(), atol=RUNTIME_ATOL, rtol=0)
