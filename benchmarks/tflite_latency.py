@@ -375,6 +375,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     result = {
         "cell": args.cell,
+        "date": time.strftime("%Y-%m-%d"),
+        "versions": _versions(),
         "machine": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "threads": args.threads,
@@ -389,7 +391,38 @@ def main(argv: list[str] | None = None) -> dict:
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)
+        Path(args.out).with_suffix(".md").write_text(markdown(result))
     return result
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata
+
+    names = ("tensorflow-cpu", "tensorflow", "torch", "ai-edge-litert")
+    found = {}
+    for name in names:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def markdown(result: dict) -> str:
+    """The run as a page of the docs' benchmarks: machine and date first."""
+    cell = {"lstm": "nn.LSTM", "gru": "nn.GRU", "rnn": "nn.RNN (tanh)"}[result["cell"]]
+    versions = ", ".join(f"{k} {v}" for k, v in result.get("versions", {}).items())
+    return (
+        f"# `.tflite` latency: {cell}\n\n"
+        f"`python benchmarks/tflite_latency.py --cell {result['cell']}` on "
+        f"{result['machine']}, {result['cores']} cores, {result['threads']} "
+        f"threads, {result.get('date', 'date not recorded')}; {versions}. "
+        "LiteRT (XNNPACK) against torch and litert-torch's export of the same "
+        "module, in one process, interleaved; load average "
+        f"{', '.join(f'{v:.2f}' for v in result['load_average'])} before, "
+        f"{', '.join(f'{v:.2f}' for v in result['load_average_after'])} after."
+        f"\n\n```text{_table(result)}\n```\n"
+    )
 
 
 if __name__ == "__main__":
