@@ -1,6 +1,7 @@
 """Peak memory of converting one LSTM out of a checkpoint larger than 1 GB.
 
     python benchmarks/checkpoint_memory.py [--gb 1.2] [--keep DIR]
+        [--out benchmarks/checkpoint_memory.md]
 
 Writes a model's state_dict (a large embedding, a 2-layer bidirectional LSTM
 `encoder.lstm` of about 42 MB, a head) as .safetensors and as a torch.save zip
@@ -10,6 +11,8 @@ not counted), resets the kernel's peak-RSS mark (/proc/self/clear_refs), runs
 `converters.from_torch(path, prefix="encoder.lstm")` and reports the growth of
 the peak RSS (VmHWM) over the RSS before the call, against the LSTM's size.
 The target: at most 1.5x the LSTM's size plus a constant. Linux only.
+With `--out`, the report is also written there as a page of the docs'
+benchmarks (machine and date first).
 """
 
 from __future__ import annotations
@@ -96,15 +99,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gb", type=float, default=1.2, help="checkpoint size")
     parser.add_argument("--keep", help="write the checkpoints here and keep them")
+    parser.add_argument("--out", help="also write the report as Markdown here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child)
         return 0
+    lines: list[str] = []
+
+    def report(line: str) -> None:
+        print(line)
+        lines.append(line)
+
     config = ", ".join(f"{k}={v}" for k, v in LSTM.items())
     growth, size = _measure("-")
-    print(f"LSTM {PREFIX}: nn.LSTM({config}), {size / 2**20:.1f} MiB")
-    print(
+    report(f"LSTM {PREFIX}: nn.LSTM({config}), {size / 2**20:.1f} MiB")
+    report(
         f"constructing tflstm.LSTM({config}) alone: peak RSS growth "
         f"{growth / 2**20:.1f} MiB = {growth / size:.2f}x (random initialisation)"
     )
@@ -115,13 +125,30 @@ def main() -> int:
         for name, path in write_checkpoints(folder, args.gb).items():
             growth, size = _measure(str(path))
             worst = max(worst, growth / size)
-            print(
+            report(
                 f"from_torch, {name} file of {path.stat().st_size / 2**30:.2f} GiB: "
                 f"peak RSS growth {growth / 2**20:.1f} MiB = {growth / size:.2f}x"
             )
     verdict = "OK" if worst <= 1.5 else "ABOVE TARGET"
-    print(f"{verdict}: worst {worst:.2f}x the LSTM's size (target 1.5x)")
+    report(f"{verdict}: worst {worst:.2f}x the LSTM's size (target 1.5x)")
+    if args.out:
+        Path(args.out).write_text(_markdown(lines))
     return 0
+
+
+def _markdown(lines: list[str]) -> str:
+    import os
+    import platform
+    import time
+
+    return (
+        "# Peak memory of converting one LSTM out of a large checkpoint\n\n"
+        f"`python benchmarks/checkpoint_memory.py` on {platform.machine()}, "
+        f"{os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"{time.strftime('%Y-%m-%d')}. Peak RSS growth of "
+        '`converters.from_torch(path, prefix="encoder.lstm")` in a fresh '
+        "process, against the LSTM's size.\n\n```text\n" + "\n".join(lines) + "\n```\n"
+    )
 
 
 if __name__ == "__main__":
