@@ -24,8 +24,10 @@ GRAPHS = ("auto", "fused", "unrolled", "loop")
 UNROLL_MAX_LENGTH = 256
 # The fused ops that `graph="auto"` prefers to the unrolled graph at batch 1
 # (benchmarks/tflite_latency.py and docs/guides/kernels.md, "Measurements behind
-# the code"): the LSTM's; the RNN's op ran slower than its unrolled graph at
-# every size measured.
+# the code"): the LSTM's. The RNN's op took about 5x its unrolled graph's
+# time at batch 32; at batch 1 the unrolled graph was 1.5-5x faster in a
+# one-process comparison (H = 128-512, L = 20-256) and the two were within
+# each other's noise in `tflite_latency.py`'s streaming row.
 FUSED_AT_BATCH_1 = ("UNIDIRECTIONAL_SEQUENCE_LSTM",)
 
 
